@@ -1,0 +1,177 @@
+"""Exact oracle: on the tabular model every quantity of the paper is enumerated, and each estimator
+must match its definition (exactly, or within Monte-Carlo error that shrinks as rollouts grow)."""
+
+import math
+
+import pytest
+import torch
+
+from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, expectation, responses, text
+from tqstar.decoder import DecodingSettings, ValueGuidedDecoder
+from tqstar.rewards import CallableReward
+from tqstar.values import (IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue,
+                           ValueEstimate, ValueQuery)
+
+BETA = 0.8
+
+
+def target_reward(s: str) -> float:
+    return 0.9 * s.count("a") - 0.6 * s.count("c") + 0.5 * s.endswith("b") + 0.2 * len(s)
+
+
+def baseline_reward(s: str) -> float:
+    return 0.7 * s.count("b") - 0.4 * s.count("a") + 0.3 * s.startswith("c")
+
+
+def as_reward(fn, name):
+    return CallableReward(lambda prompts, texts: [fn(t) for t in texts], name)
+
+
+R, R_BL = as_reward(target_reward, "target"), as_reward(baseline_reward, "baseline")
+REFERENCE = TabularLM.random(seed=1)
+RHO_STAR = aligned(REFERENCE, target_reward, BETA)
+STATES = [(), (1,), (2, 3)]  # y_<t of the states s_t under test
+
+
+def all_candidates(states):
+    return ValueQuery(["x"] * len(states), [list(s) for s in states],
+                      torch.arange(VOCAB).repeat(len(states), 1))
+
+
+def q_star(state, z) -> float:
+    """Q*(s_t, z) = E_{τ ~ ρ*_r(· | s_t, z)} r(x, [y_<t, z, τ])."""
+    return expectation(RHO_STAR, (*state, z), lambda y: target_reward(text(y)))
+
+
+def exact_table(fn, states=STATES) -> torch.Tensor:
+    return torch.tensor([[fn(s, z) for z in range(VOCAB)] for s in states], dtype=torch.float64)
+
+
+def rollout_spec(model, n, seed=0, **extra):
+    return RolloutSpec(model=model, text_model=REFERENCE, reward=R, num_rollouts=n, horizon=None,
+                       temperature=1.0, beta=BETA, generator=torch.Generator().manual_seed(seed), **extra)
+
+
+def max_error(estimator, exact) -> float:
+    return float((estimator.estimate(all_candidates(STATES)).values - exact).abs().max())
+
+
+def test_args_value_is_reward_of_partial_response():
+    values = PartialReward(REFERENCE, R).estimate(all_candidates(STATES)).values
+    assert values == pytest.approx(exact_table(lambda s, z: target_reward(text((*s, z)))), abs=1e-12)
+
+
+def test_cd_value_converges_to_reference_rollout_mean():
+    exact = exact_table(lambda s, z: expectation(distribution_of(REFERENCE), (*s, z),
+                                                 lambda y: target_reward(text(y))))
+    assert max_error(MeanRolloutValue(rollout_spec(REFERENCE, 20000)), exact) < 0.03
+
+
+def test_direct_transfer_with_exact_baseline_converges_to_q_star():
+    baseline = TabularLM.from_distribution(RHO_STAR)
+    exact = exact_table(q_star)
+    few = max_error(MeanRolloutValue(rollout_spec(baseline, 10)), exact)
+    many = max_error(MeanRolloutValue(rollout_spec(baseline, 20000)), exact)
+    assert many < 0.03
+    assert many < few / 4
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit-r_BL", "implicit-r_BL"])
+def test_indirect_transfer_converges_to_q_star_of_target(implicit):
+    baseline = TabularLM.from_distribution(aligned(REFERENCE, baseline_reward, BETA))
+    extra = {"implicit_reference": REFERENCE} if implicit else {"baseline_reward": R_BL}
+    exact = exact_table(q_star)
+    few = max_error(IndirectValue(rollout_spec(baseline, 10, **extra)), exact)
+    estimate = IndirectValue(rollout_spec(baseline, 20000, **extra)).estimate(all_candidates(STATES))
+    assert float((estimate.values - exact).abs().max()) < 0.04
+    assert float((estimate.values - exact).abs().max()) < few / 3
+    assert estimate.weights.sum(-1) == pytest.approx(torch.ones(len(STATES), VOCAB, dtype=torch.float64))
+    assert torch.all(estimate.ess > 1) and torch.all(estimate.ess <= 20000 + 1e-6)
+
+
+def test_indirect_transfer_without_shift_has_full_ess():
+    """A baseline aligned to the target itself gives equal weights: ESS = N."""
+    baseline = TabularLM.from_distribution(RHO_STAR)
+    estimate = IndirectValue(rollout_spec(baseline, 50, baseline_reward=R)).estimate(all_candidates(STATES))
+    assert estimate.ess == pytest.approx(torch.full((len(STATES), VOCAB), 50.0, dtype=torch.float64))
+
+
+class FixedValue:
+    def __init__(self, fn):
+        self.fn = fn
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        return ValueEstimate(torch.tensor([[self.fn(tuple(r), z) for z in row]
+                                           for r, row in zip(query.responses, query.candidates.tolist())],
+                                          dtype=torch.float64))
+
+
+def decoder(prior, estimator, alpha, top_k=VOCAB):
+    return ValueGuidedDecoder(prior, prior, estimator, DecodingSettings(top_k=top_k, alpha=alpha))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])
+@pytest.mark.parametrize("top_k", [2, VOCAB])
+def test_decoder_distribution_is_softmax_of_prior_plus_alpha_q(alpha, top_k):
+    values = lambda s, z: 0.3 * z - 0.1 * len(s)
+    step = decoder(REFERENCE, FixedValue(values), alpha, top_k).step_distribution(["x"] * 3, [list(s) for s in STATES])
+    for row, state in enumerate(STATES):
+        prior = REFERENCE.table[state].log()
+        top = prior.topk(top_k).indices
+        expected = torch.softmax(prior[top] + alpha * torch.tensor([values(state, int(z)) for z in top], dtype=torch.float64), 0)
+        assert step.candidates[row].tolist() == top.tolist()
+        assert step.probabilities[row] == pytest.approx(expected, abs=1e-12)
+
+
+def test_alpha_zero_gives_prior_restricted_to_top_k():
+    step = decoder(REFERENCE, FixedValue(lambda s, z: 5.0 * z), 0.0, 2).step_distribution(["x"], [[1]])
+    prior = REFERENCE.table[(1,)]
+    top = prior.topk(2)
+    assert step.probabilities[0] == pytest.approx(top.values / top.values.sum(), abs=1e-12)
+
+
+def response_distribution(dec) -> dict:
+    """Probability the decoder (sampling from π_alg) writes each complete response."""
+    dist = {}
+    for y in responses():
+        step = dec.step_distribution(["x"] * len(y), [list(y[:t]) for t in range(len(y))])
+        picks = [(step.candidates[t] == y[t]).nonzero().item() for t in range(len(y))]
+        dist[y] = math.prod(float(step.probabilities[t, j]) for t, j in enumerate(picks))
+    return dist
+
+
+def total_variation(p, q) -> float:
+    return 0.5 * sum(abs(p[y] - q[y]) for y in p)
+
+
+def soft_value_exact(baseline_dist):
+    """β · log E_{τ ~ ρ_BL(· | s, z)} exp((r − r_BL)/β), enumerated; 0 for an impossible z (prior 0)."""
+    def value(s, z):
+        if not responses((*s, z)):
+            return 0.0
+        return BETA * math.log(expectation(baseline_dist, (*s, z), lambda y: math.exp(
+            (target_reward(text(y)) - baseline_reward(text(y))) / BETA)))
+    return value
+
+
+def test_soft_transfer_with_enumerated_expectation_is_exactly_rho_star():
+    baseline_dist = aligned(REFERENCE, baseline_reward, BETA)
+    baseline = TabularLM.from_distribution(baseline_dist)
+    dist = response_distribution(decoder(baseline, FixedValue(soft_value_exact(baseline_dist)), 1 / BETA))
+    assert total_variation(dist, RHO_STAR) < 1e-9
+
+
+@pytest.mark.parametrize("implicit", [False, True], ids=["explicit-r_BL", "implicit-r_BL"])
+def test_soft_transfer_converges_to_rho_star(implicit):
+    baseline = TabularLM.from_distribution(aligned(REFERENCE, baseline_reward, BETA))
+    extra = {"implicit_reference": REFERENCE} if implicit else {"baseline_reward": R_BL}
+    tv = {n: total_variation(response_distribution(decoder(
+        baseline, SoftTransferValue(rollout_spec(baseline, n, **extra)), 1 / BETA)), RHO_STAR) for n in (4, 4000)}
+    assert tv[4000] < 0.02
+    assert tv[4000] < tv[4] / 3
+
+
+def test_rho_star_differs_from_reference():
+    """Guard: the oracle problem is not trivial, so the tests above can fail."""
+    assert total_variation(RHO_STAR, distribution_of(REFERENCE)) > 0.1
+    assert responses()[-1][-1] == EOS and len(responses()) == 40

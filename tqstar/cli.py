@@ -1,0 +1,145 @@
+"""The ``tqstar`` command. Its flags are generated from the config dataclasses (tqstar.config)."""
+
+from __future__ import annotations
+
+import argparse
+import json
+import sys
+import types
+import typing
+from dataclasses import fields
+
+from .config import DecodeConfig, RolesConfig, load_config_file, split_options
+from .errors import TQStarError
+
+COMPARE_METHODS = ("greedy", "args", "cd", "tq-direct")
+
+DESCRIPTION = """\
+Transfer Q* decoding: at each step take the proposal model's top-k next tokens, estimate each
+token's value Q̂ with rollouts of an aligned baseline, and choose from
+    π_alg(z | s_t) ∝ π_prior(z | s_t) · exp(α · Q̂(s_t, z)).
+Defaults: the embedded SmolLM2-135M-Instruct as reference and baseline, target reward helpful_harmless.
+Methods differ only in Q̂: args (reward of the partial response), cd (reference rollouts),
+tq-direct (baseline rollouts), tq-indirect (importance-weighted baseline rollouts, needs
+--baseline-reward), soft (our extension; prior = baseline). greedy, sample and best-of-n decode without Q̂.
+"""
+
+
+def _flag_type(annotation: str):
+    """argparse type for a dataclass field annotation written as a string (``from __future__``)."""
+    if "int" in annotation and "None" in annotation:
+        return lambda v: None if v.lower() in ("eos", "none") else int(v)
+    return {"int": int, "float": float}.get(annotation.split(" ")[0], str)
+
+
+def add_config_flags(parser: argparse.ArgumentParser, *configs) -> None:
+    """One flag per dataclass field, with the field's help text; unset flags stay absent."""
+    for cls in configs:
+        group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip())
+        for f in fields(cls):
+            name = "--" + f.name.replace("_", "-")
+            extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+            help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
+            if f.type == "bool":
+                group.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            else:
+                group.add_argument(name, type=_flag_type(str(f.type)), default=argparse.SUPPRESS,
+                                   metavar=f.name.upper(), help=help_text, **extra)
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="tqstar", description=DESCRIPTION,
+                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    commands = parser.add_subparsers(dest="command", required=True)
+    gen = commands.add_parser("generate", help="Decode a response to each prompt.", description=DESCRIPTION,
+                              formatter_class=argparse.RawDescriptionHelpFormatter)
+    gen.add_argument("prompts", nargs="+", metavar="PROMPT", help="Prompt text (several allowed).")
+    gen.add_argument("--config", metavar="FILE", help="JSON or TOML file of options; flags override it.")
+    gen.add_argument("--compare", action="store_true",
+                     help=f"Run {', '.join(COMPARE_METHODS)} side by side and print reward and time.")
+    gen.add_argument("--trace", metavar="FILE", help="Write the per-token audit trace as JSON Lines.")
+    gen.add_argument("--json", action="store_true", help="Print results as JSON Lines.")
+    gen.add_argument("--quiet", action="store_true", help="No progress bar.")
+    add_config_flags(gen, DecodeConfig, RolesConfig)
+    bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
+    from .bench import add_bench_flags
+
+    add_bench_flags(bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    parser = build_parser()
+    args = parser.parse_args(argv)
+    try:
+        if args.command == "bench":
+            from .bench import run_bench
+
+            return run_bench(args)
+        return _generate(args)
+    except TQStarError as exc:
+        print(f"tqstar: error: {exc}", file=sys.stderr)
+        return 2
+    except KeyboardInterrupt:
+        print("tqstar: interrupted", file=sys.stderr)
+        return 130
+
+
+def _options(args) -> dict:
+    options = load_config_file(args.config) if args.config else {}
+    names = {f.name for cls in (DecodeConfig, RolesConfig) for f in fields(cls)}
+    options.update({k: v for k, v in vars(args).items() if k in names})
+    return options
+
+
+def _generate(args) -> int:
+    from .api import Roles, build_decoder
+    from .decoder import write_trace
+
+    config, roles_config = split_options(_options(args))
+    roles = Roles.load(roles_config)
+    methods = COMPARE_METHODS if args.compare else (config.method,)
+    all_results = []
+    for method in methods:
+        decoder = build_decoder(_with_method(config, method), roles, progress=not args.quiet)
+        results = decoder.generate(args.prompts)
+        all_results.extend(results)
+        if not args.compare:
+            _print_results(results, args.json)
+    if args.compare:
+        _print_comparison(all_results, len(args.prompts), args.json)
+    if args.trace:
+        write_trace(all_results, args.trace)
+    return 0
+
+
+def _with_method(config: DecodeConfig, method: str) -> DecodeConfig:
+    from dataclasses import replace
+
+    return config if config.method == method else replace(config, method=method)
+
+
+def _print_results(results, as_json: bool) -> None:
+    for r in results:
+        if as_json:
+            print(json.dumps({"prompt": r.prompt, "method": r.method, "response": r.text, "reward": r.reward,
+                              "seconds": round(r.seconds, 3)}, ensure_ascii=False))
+        else:
+            print(r.text.strip())
+            print(f"\n[{r.method}] reward {r.reward:.4f} · {len(r.token_ids)} tokens · {r.seconds:.1f} s")
+
+
+def _print_comparison(results, num_prompts: int, as_json: bool) -> None:
+    if as_json:
+        return _print_results(results, True)
+    for p in range(num_prompts):
+        rows = results[p::num_prompts]
+        print(f"Prompt: {rows[0].prompt}")
+        print(f"{'method':<10} {'reward':>8} {'seconds':>8}  response")
+        for r in rows:
+            print(f"{r.method:<10} {r.reward:>8.4f} {r.seconds:>8.1f}  {' '.join(r.text.split())}")
+        print()
+
+
+if __name__ == "__main__":
+    sys.exit(main())

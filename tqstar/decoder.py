@@ -1,0 +1,245 @@
+"""The decoder role: one value-guided token decoder (Algorithm 1), plus sampling and Best-of-N.
+
+Every decoder has ``generate(prompts) -> list[GenerationResult]``. ARGS, CD, TQ* direct, TQ* indirect
+and soft transfer are all ``ValueGuidedDecoder`` with a different ``ValueEstimator``.
+"""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass, field
+from typing import Protocol, Sequence
+
+import torch
+
+from .lm import LanguageModel, check_prompt
+from .rewards import Reward, checked_scores
+from .values import ValueEstimate, ValueEstimator, ValueQuery
+
+
+@dataclass
+class StepTrace:
+    """The evidence for one generated token: what was considered, how it was valued, what was chosen."""
+
+    position: int
+    candidates: list[int]
+    candidate_texts: list[str]
+    prior_logprobs: list[float]  # log π_prior(z | s_t)
+    values: list[float]  # Q̂(s_t, z)
+    probabilities: list[float]  # π_alg(z | s_t)
+    chosen: int
+    chosen_text: str
+    weights: list[list[float]] | None = None  # normalised importance weights per candidate and rollout
+    ess: list[float] | None = None  # effective sample size per candidate
+
+
+@dataclass
+class GenerationResult:
+    """One response with its reward, cost and trace."""
+
+    prompt: str
+    text: str
+    token_ids: list[int]
+    method: str
+    reward: float | None = None
+    seconds: float = 0.0
+    forward_tokens: int = 0
+    trace: list[StepTrace] = field(default_factory=list)
+
+    def trace_records(self, prompt_index: int = 0) -> list[dict]:
+        """The trace as JSON-ready dicts, one per generated token."""
+        return [{"prompt_index": prompt_index, **asdict(step)} for step in self.trace]
+
+
+@dataclass
+class StepDistribution:
+    """π_alg over the top-k candidates of a batch of A states."""
+
+    candidates: torch.Tensor  # (A, k) token ids
+    prior: torch.Tensor  # (A, k) log π_prior(z | s_t)
+    values: torch.Tensor  # (A, k) Q̂(s_t, z)
+    logits: torch.Tensor  # (A, k) log π_prior + α·Q̂
+    estimate: ValueEstimate | None
+
+    @property
+    def probabilities(self) -> torch.Tensor:
+        return torch.softmax(self.logits, dim=-1)
+
+
+class Decoder(Protocol):
+    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        """Decode one response per prompt."""
+
+
+@dataclass
+class DecodingSettings:
+    """What the value-guided loop itself needs (a subset of ``DecodeConfig``)."""
+
+    top_k: int = 10
+    alpha: float = 1.0
+    selection: str = "greedy"
+    selection_temperature: float = 1.0
+    max_new_tokens: int = 48
+    batch_size: int = 8
+
+
+class ValueGuidedDecoder:
+    """Algorithm 1: ``π_alg(z | s_t) ∝ π_prior(z | s_t) · exp(α · Q̂(s_t, z))`` over the proposal's top-k."""
+
+    def __init__(self, proposal: LanguageModel, prior: LanguageModel, estimator: ValueEstimator | None,
+                 settings: DecodingSettings, method: str = "value-guided", reward: Reward | None = None,
+                 generator: torch.Generator | None = None, progress: bool = False):
+        from .lm import require_shared_vocabulary
+
+        require_shared_vocabulary(proposal, prior, "Taking the prior's log-probs of the proposal's candidates")
+        self.proposal, self.prior, self.estimator = proposal, prior, estimator
+        self.settings, self.method, self.reward = settings, method, reward
+        self.generator = generator
+        self.progress = progress
+
+    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        results = []
+        for start in range(0, len(prompts), self.settings.batch_size):
+            results.extend(self._generate_batch(list(prompts[start:start + self.settings.batch_size])))
+        return results
+
+    def _generate_batch(self, prompts: list[str]) -> list[GenerationResult]:
+        started, counted = time.perf_counter(), _forward_tokens(self.proposal, self.prior)
+        budget = self.settings.max_new_tokens
+        prior_prompts = [check_prompt(self.prior, p, budget) for p in prompts]
+        proposal_prompts = prior_prompts if self.proposal is self.prior else [
+            check_prompt(self.proposal, p, budget) for p in prompts]
+        responses: list[list[int]] = [[] for _ in prompts]
+        traces: list[list[StepTrace]] = [[] for _ in prompts]
+        active = list(range(len(prompts)))
+        for _ in _steps(budget, self.progress, len(prompts)):
+            if not active:
+                break
+            chosen = self._step([prompts[b] for b in active], [prior_prompts[b] for b in active],
+                                [proposal_prompts[b] for b in active], [responses[b] for b in active],
+                                [traces[b] for b in active])
+            for b, token in zip(active, chosen):
+                responses[b].append(token)
+            active = [b for b in active
+                      if responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budget]
+        texts = [self.proposal.decode(r) for r in responses]
+        rewards = checked_scores(self.reward, prompts, texts) if self.reward else [None] * len(prompts)
+        seconds = (time.perf_counter() - started) / len(prompts)
+        forward = (_forward_tokens(self.proposal, self.prior) - counted) // len(prompts)
+        return [GenerationResult(p, t, r, self.method, s, seconds, forward, tr)
+                for p, t, r, s, tr in zip(prompts, texts, responses, rewards, traces)]
+
+    def step_distribution(self, prompts: Sequence[str], responses: Sequence[Sequence[int]],
+                          prior_prompts=None, proposal_prompts=None) -> "StepDistribution":
+        """π_alg at the states ``[x, y_<t]``: the candidates, their prior log-probs, Q̂ and probabilities."""
+        prior_prompts = prior_prompts or [self.prior.encode_prompt(p) for p in prompts]
+        prior_lp = self.prior.next_token_logprobs([list(p) + list(r) for p, r in zip(prior_prompts, responses)])
+        if self.proposal is self.prior:
+            proposal_lp = prior_lp  # (A, V)
+        else:
+            proposal_prompts = proposal_prompts or [self.proposal.encode_prompt(p) for p in prompts]
+            proposal_lp = self.proposal.next_token_logprobs(
+                [list(p) + list(r) for p, r in zip(proposal_prompts, responses)])
+        k = min(self.settings.top_k, proposal_lp.shape[-1])
+        candidates = proposal_lp.topk(k, dim=-1).indices  # (A, k)
+        prior = prior_lp.gather(1, candidates).double()  # (A, k) log π_prior(z | s_t)
+        estimate = None
+        values = torch.zeros_like(prior)
+        if self.estimator is not None:
+            estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates))
+            values = estimate.values.double()
+        logits = prior + self.settings.alpha * values  # log π_alg up to a constant
+        return StepDistribution(candidates, prior, values, logits, estimate)
+
+    def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces) -> list[int]:
+        """One token for each active state: candidates, values, π_alg, choice, trace."""
+        step = self.step_distribution(prompts, responses, prior_prompts, proposal_prompts)
+        picks = self._select(step.logits)
+        chosen = step.candidates.gather(1, picks[:, None]).squeeze(1).tolist()
+        probabilities = step.probabilities
+        for a, trace in enumerate(traces):
+            trace.append(self._trace(len(responses[a]), step.candidates[a], step.prior[a], step.values[a],
+                                     probabilities[a], chosen[a], step.estimate, a))
+        return chosen
+
+    def _select(self, logits: torch.Tensor) -> torch.Tensor:
+        if self.settings.selection == "greedy":
+            return logits.argmax(-1)
+        probs = torch.softmax(logits / self.settings.selection_temperature, dim=-1).float()
+        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+
+    def _trace(self, position, candidates, prior, values, probabilities, chosen, estimate, row) -> StepTrace:
+        ids = candidates.tolist()
+        return StepTrace(
+            position=position,
+            candidates=ids,
+            candidate_texts=[self.proposal.decode([z]) for z in ids],
+            prior_logprobs=prior.tolist(),
+            values=values.tolist(),
+            probabilities=probabilities.tolist(),
+            chosen=chosen,
+            chosen_text=self.proposal.decode([chosen]),
+            weights=None if estimate is None or estimate.weights is None else estimate.weights[row].tolist(),
+            ess=None if estimate is None or estimate.ess is None else estimate.ess[row].tolist(),
+        )
+
+
+class SamplingDecoder:
+    """Plain decoding from one model: greedy (temperature 0) or temperature sampling; with
+    ``best_of > 1``, Best-of-N: sample N responses and keep the one the reward scores highest."""
+
+    def __init__(self, model: LanguageModel, temperature: float, max_new_tokens: int, method: str,
+                 reward: Reward | None = None, best_of: int = 1, batch_size: int = 8,
+                 generator: torch.Generator | None = None):
+        if best_of > 1 and reward is None:
+            raise ValueError("Best-of-N needs a reward to pick the best response")
+        self.model, self.temperature, self.max_new_tokens = model, temperature, max_new_tokens
+        self.method, self.reward, self.best_of = method, reward, best_of
+        self.batch_size, self.generator = batch_size, generator
+
+    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+        results = []
+        for start in range(0, len(prompts), self.batch_size):
+            results.extend(self._generate_batch(list(prompts[start:start + self.batch_size])))
+        return results
+
+    def _generate_batch(self, prompts: list[str]) -> list[GenerationResult]:
+        started, counted = time.perf_counter(), _forward_tokens(self.model)
+        prefixes = [check_prompt(self.model, p, self.max_new_tokens) for p in prompts]
+        samples = self.model.sample_continuations(prefixes, None, self.best_of, self.max_new_tokens - 1,
+                                                  self.temperature, self.generator)
+        n = self.best_of
+        texts = [self.model.decode(c.tokens) for row in samples for c in row[0]]
+        rewards = None
+        if self.reward is not None:
+            rewards = checked_scores(self.reward, [p for p in prompts for _ in range(n)], texts)
+        seconds = (time.perf_counter() - started) / len(prompts)
+        forward = (_forward_tokens(self.model) - counted) // len(prompts)
+        results = []
+        for b, prompt in enumerate(prompts):
+            best = b * n if rewards is None else max(range(b * n, (b + 1) * n), key=rewards.__getitem__)
+            tokens = list(samples[b][0][best - b * n].tokens)
+            results.append(GenerationResult(prompt, texts[best], tokens, self.method,
+                                            None if rewards is None else rewards[best], seconds, forward))
+        return results
+
+
+def write_trace(results: Sequence[GenerationResult], path) -> None:
+    """Write every result's trace as JSON Lines, one record per generated token."""
+    with open(path, "w", encoding="utf-8") as out:
+        for index, result in enumerate(results):
+            for record in result.trace_records(index):
+                out.write(json.dumps({"method": result.method, **record}, ensure_ascii=False) + "\n")
+
+
+def _forward_tokens(*models: LanguageModel) -> int:
+    return sum(getattr(m, "forward_tokens", 0) for m in {id(m): m for m in models}.values())
+
+
+def _steps(budget: int, progress: bool, batch: int):
+    if not progress:
+        return range(budget)
+    from tqdm import tqdm
+
+    return tqdm(range(budget), desc=f"decoding {batch} prompt(s)", unit="tok", leave=False)

@@ -1,0 +1,102 @@
+"""The language-model role: the token-level protocol every decoder builds on.
+
+A backend implements three batched model calls (``next_token_logprobs``, ``sample_continuations``,
+``continuation_logprobs``) and three tokenizer calls. Caching and batching live behind them: the
+decoders never see a KV cache. ``tqstar.hf.HFLanguageModel`` is the transformers backend; the tabular
+model in ``tests/tabular.py`` is a complete 60-line implementation to copy from.
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+from typing import Protocol, Sequence, runtime_checkable
+
+import torch
+
+from .errors import PromptError, VocabularyMismatchError
+
+
+@dataclass(frozen=True)
+class Continuation:
+    """One sampled continuation of a prefix.
+
+    ``tokens`` starts with the branch token when one was given and ends with an EOS token if the
+    model stopped; ``logprob`` is ``log ρ(tokens | prefix)`` under the model at temperature 1.
+    """
+
+    tokens: tuple[int, ...]
+    logprob: float
+
+
+@runtime_checkable
+class LanguageModel(Protocol):
+    """A causal language model, batch-first: lists in, lists of the same length out."""
+
+    #: Identifies the token ids: two models with equal ``vocabulary`` share ids and may exchange them.
+    vocabulary: str
+    #: Token ids that end a response.
+    eos_token_ids: frozenset[int]
+    #: Longest prefix plus continuation the model accepts, in tokens.
+    max_length: int
+
+    def encode_prompt(self, prompt: str) -> list[int]:
+        """Token ids of a user prompt ready for the response to follow (chat template applied)."""
+
+    def encode(self, text: str) -> list[int]:
+        """Token ids of a piece of response text, without special tokens."""
+
+    def decode(self, token_ids: Sequence[int]) -> str:
+        """Text of response token ids, special tokens (EOS) dropped."""
+
+    def next_token_logprobs(self, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        """``log π(z | prefix)`` for every token ``z``: a float tensor of shape (B, V).
+
+        Example: ``lm.next_token_logprobs([[1, 5, 9]]).shape == (1, V)``.
+        """
+
+    def sample_continuations(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        branches: Sequence[Sequence[int]] | None,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float,
+        generator: torch.Generator | None = None,
+    ) -> list[list[list[Continuation]]]:
+        """Sample ``num_samples`` continuations of each prefix, for each of its branch tokens.
+
+        ``branches[b]`` lists the tokens forced first after ``prefixes[b]`` (the candidates ``z``);
+        ``None`` means one unforced branch per prefix. After the branch token at most
+        ``max_new_tokens`` tokens are generated, stopping at EOS; ``temperature == 0`` is greedy.
+        Returns ``out[b][j][n]``: prefix ``b``, branch ``j``, sample ``n``.
+        """
+
+    def continuation_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[Sequence[int]]],
+    ) -> list[list[float]]:
+        """``log ρ(c | prefix)`` for every continuation ``c`` in ``continuations[b]`` of ``prefixes[b]``."""
+
+
+def require_shared_vocabulary(first: LanguageModel, second: LanguageModel, why: str) -> None:
+    """Refuse a combination of models that must exchange token ids but do not share them."""
+    if first.vocabulary != second.vocabulary:
+        raise VocabularyMismatchError(
+            f"{why} needs both models to share one vocabulary, but they differ "
+            f"({first.vocabulary!r} vs {second.vocabulary!r}). Use models with the same tokenizer, "
+            "or a mode that works on text (direct or indirect transfer with an explicit baseline reward)."
+        )
+
+
+def check_prompt(model: LanguageModel, prompt: str, max_new_tokens: int) -> list[int]:
+    """Encode a prompt, refusing an empty one or one that leaves no room for the response."""
+    if not prompt or not prompt.strip():
+        raise PromptError("The prompt is empty. Pass the text you want a response to.")
+    ids = model.encode_prompt(prompt)
+    if len(ids) + max_new_tokens > model.max_length:
+        raise PromptError(
+            f"The prompt is {len(ids)} tokens; with max_new_tokens={max_new_tokens} it exceeds the "
+            f"model context of {model.max_length} tokens. Shorten the prompt or lower max_new_tokens."
+        )
+    return ids

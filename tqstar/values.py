@@ -1,0 +1,207 @@
+"""The value-estimator role: ``Q̂(s_t, z)`` for every candidate token. The methods of the paper differ
+only here (PAPER.md, the table under "Decoding rule"):
+
+=================  ==========================================================================
+ARGS               ``PartialReward``      r(x, [y_<t, z]), no look-ahead
+CD                 ``MeanRolloutValue``   mean r over rollouts of the *reference*
+TQ* direct         ``MeanRolloutValue``   mean r over rollouts of the aligned *baseline*
+TQ* indirect       ``IndirectValue``      self-normalised importance-weighted mean, with ESS
+soft transfer      ``SoftTransferValue``  β · log mean exp((r − r_BL)/β)
+=================  ==========================================================================
+"""
+
+from __future__ import annotations
+
+import math
+from dataclasses import dataclass
+from typing import Protocol, Sequence
+
+import torch
+
+from .lm import LanguageModel, require_shared_vocabulary
+from .rewards import Reward, checked_scores
+
+
+@dataclass
+class ValueQuery:
+    """The decoder's question at one step, for a batch of B states ``s_t = [x, y_<t]``."""
+
+    prompts: Sequence[str]  # x, raw user prompts
+    responses: Sequence[Sequence[int]]  # y_<t, token ids in the candidate vocabulary
+    candidates: torch.Tensor  # (B, k) candidate token ids z
+
+
+@dataclass
+class ValueEstimate:
+    """``values[b, j] = Q̂(s_t^b, z_j)``, with the importance-sampling evidence where it exists."""
+
+    values: torch.Tensor  # (B, k)
+    weights: torch.Tensor | None = None  # (B, k, N) normalised importance weights
+    ess: torch.Tensor | None = None  # (B, k) effective sample size (Σw)² / Σw²
+
+
+class ValueEstimator(Protocol):
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        """Estimate ``Q̂`` for every candidate of every state in the batch."""
+
+
+def candidate_texts(text_model: LanguageModel, query: ValueQuery) -> list[list[str]]:
+    """Text of ``[y_<t, z]`` for each state and candidate: (B, k) strings."""
+    return [
+        [text_model.decode([*response, z]) for z in row]
+        for response, row in zip(query.responses, query.candidates.tolist())
+    ]
+
+
+class PartialReward:
+    """ARGS: the reward of the partial response ``[y_<t, z]``."""
+
+    def __init__(self, text_model: LanguageModel, reward: Reward):
+        self.text_model, self.reward = text_model, reward
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        texts = candidate_texts(self.text_model, query)
+        k = query.candidates.shape[1]
+        prompts = [p for p in query.prompts for _ in range(k)]
+        scores = checked_scores(self.reward, prompts, [t for row in texts for t in row])
+        return ValueEstimate(torch.tensor(scores, dtype=torch.float64).view(-1, k))
+
+
+@dataclass
+class RolloutSpec:
+    """Who rolls out, for how long, and how each rollout is scored."""
+
+    model: LanguageModel  # ρ_BL (or ρ_ref for CD)
+    text_model: LanguageModel  # the model whose vocabulary the candidates are in
+    reward: Reward  # r
+    num_rollouts: int = 1  # N
+    horizon: int | None = 20  # H tokens after z; None runs to EOS
+    temperature: float = 0.0
+    baseline_reward: Reward | None = None  # explicit r_BL
+    implicit_reference: LanguageModel | None = None  # ρ_ref of DPO's implicit r_BL = β·log(ρ_BL/ρ_ref)
+    beta: float = 1.0  # β of the aligned optimum (and of DPO, for the implicit reward)
+    generator: torch.Generator | None = None
+
+    def __post_init__(self):
+        if self.implicit_reference is not None:
+            require_shared_vocabulary(self.model, self.implicit_reference, "The implicit baseline reward β·log(ρ_BL/ρ_ref)")
+
+
+@dataclass
+class RolloutScores:
+    rewards: torch.Tensor  # (B, k, N) r(x, [y_<t, z, τ_i])
+    log_ratio: torch.Tensor  # (B, k, N) (r_i − r_BL,i) / β; zero without a baseline reward
+
+
+def score_rollouts(spec: RolloutSpec, query: ValueQuery) -> RolloutScores:
+    """Roll out every candidate N times from the spec's model and score the full texts."""
+    B, k = query.candidates.shape
+    N = spec.num_rollouts
+    shared = spec.model.vocabulary == spec.text_model.vocabulary
+    rollouts = _rollouts_shared(spec, query) if shared else _rollouts_by_text(spec, query)
+    texts = [text for row in rollouts for cand in row for text in cand[0]]
+    prompts = [p for p in query.prompts for _ in range(k * N)]
+    rewards = torch.tensor(checked_scores(spec.reward, prompts, texts), dtype=torch.float64).view(B, k, N)
+    log_ratio = torch.zeros_like(rewards)
+    if spec.baseline_reward is not None:
+        baseline = torch.tensor(checked_scores(spec.baseline_reward, prompts, texts), dtype=torch.float64)
+        log_ratio = (rewards - baseline.view(B, k, N)) / spec.beta
+    elif spec.implicit_reference is not None:
+        log_ratio = rewards / spec.beta - _implicit_log_ratio(spec, query, rollouts)
+    return RolloutScores(rewards, log_ratio)
+
+
+def _rollout_prefixes(model: LanguageModel, prompts, responses) -> list[list[int]]:
+    return [model.encode_prompt(p) + list(r) for p, r in zip(prompts, responses)]
+
+
+def _rollouts_shared(spec: RolloutSpec, query: ValueQuery):
+    """Same vocabulary: the prefix is encoded once and fans out to k × N rollouts (one batch)."""
+    prefixes = _rollout_prefixes(spec.model, query.prompts, query.responses)
+    horizon = _horizon(spec, prefixes)
+    out = spec.model.sample_continuations(prefixes, query.candidates.tolist(), spec.num_rollouts, horizon,
+                                          spec.temperature, spec.generator)
+    return [
+        [([spec.text_model.decode([*response, *c.tokens]) for c in cand], cand) for cand in row]
+        for response, row in zip(query.responses, out)
+    ]
+
+
+def _rollouts_by_text(spec: RolloutSpec, query: ValueQuery):
+    """Different vocabularies: each candidate's text is re-encoded by the rollout model."""
+    texts = candidate_texts(spec.text_model, query)
+    flat_prompts = [p for p, row in zip(query.prompts, texts) for _ in row]
+    flat_texts = [t for row in texts for t in row]
+    prefixes = [spec.model.encode_prompt(p) + spec.model.encode(t) for p, t in zip(flat_prompts, flat_texts)]
+    out = spec.model.sample_continuations(prefixes, None, spec.num_rollouts, _horizon(spec, prefixes),
+                                          spec.temperature, spec.generator)
+    flat = [([t + spec.model.decode(c.tokens) for c in row[0]], row[0]) for t, row in zip(flat_texts, out)]
+    k = query.candidates.shape[1]
+    return [flat[b * k:(b + 1) * k] for b in range(len(query.prompts))]
+
+
+def _horizon(spec: RolloutSpec, prefixes) -> int:
+    room = spec.model.max_length - max(len(p) for p in prefixes) - 1
+    return max(0, room if spec.horizon is None else min(spec.horizon, room))
+
+
+def _implicit_log_ratio(spec: RolloutSpec, query: ValueQuery, rollouts) -> torch.Tensor:
+    """r_BL/β = log ρ_BL(z, τ | s) − log ρ_ref(z, τ | s), up to a constant shared by all candidates."""
+    B, k = query.candidates.shape
+    baseline_lp = torch.tensor([[[c.logprob for c in cand[1]] for cand in row] for row in rollouts],
+                               dtype=torch.float64)
+    reference = spec.implicit_reference
+    prefixes = _rollout_prefixes(reference, query.prompts, query.responses)
+    continuations = [[c.tokens for cand in row for c in cand[1]] for row in rollouts]
+    reference_lp = torch.tensor(reference.continuation_logprobs(prefixes, continuations), dtype=torch.float64)
+    return baseline_lp - reference_lp.view(B, k, -1)
+
+
+class MeanRolloutValue:
+    """CD (rollouts from the reference) and TQ* direct (rollouts from the aligned baseline):
+    ``Q̂ = (1/N) Σ_i r(x, [y_<t, z, τ_i])``."""
+
+    def __init__(self, spec: RolloutSpec):
+        self.spec = spec
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        return ValueEstimate(score_rollouts(self.spec, query).rewards.mean(-1))
+
+
+class IndirectValue:
+    """TQ* indirect: ``w_i = exp((r_i − r_BL,i)/β)``, ``Q̂ = Σ w_i r_i / Σ w_i``, ESS = (Σw)²/Σw².
+
+    ``normalise=False`` is the authors' released score ``exp((r − r_BL)/β) · r`` (one rollout, no
+    normalisation), kept for the compatibility switch.
+    """
+
+    def __init__(self, spec: RolloutSpec, normalise: bool = True):
+        self.spec, self.normalise = spec, normalise
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        scores = score_rollouts(self.spec, query)
+        if not self.normalise:
+            values = (scores.log_ratio.exp() * scores.rewards).mean(-1)
+            return ValueEstimate(values, scores.log_ratio.exp(), torch.ones_like(values))
+        weights = torch.softmax(scores.log_ratio, dim=-1)  # (B, k, N), Σ_i w_i = 1, overflow-safe
+        values = (weights * scores.rewards).sum(-1)
+        ess = 1.0 / (weights ** 2).sum(-1)
+        return ValueEstimate(values, weights, ess)
+
+
+class SoftTransferValue:
+    """Soft transfer (PAPER.md, last section): ``Q̂ = β · log (1/N) Σ_i exp((r_i − r_BL,i)/β)``.
+
+    Used with prior = baseline and α = 1/β, the decoder samples ρ*_r exactly when the baseline is
+    exactly aligned and the expectation is exact.
+    """
+
+    def __init__(self, spec: RolloutSpec):
+        self.spec = spec
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        log_ratio = score_rollouts(self.spec, query).log_ratio
+        N = log_ratio.shape[-1]
+        values = self.spec.beta * (torch.logsumexp(log_ratio, dim=-1) - math.log(N))
+        weights = torch.softmax(log_ratio, dim=-1)
+        return ValueEstimate(values, weights, 1.0 / (weights ** 2).sum(-1))
