@@ -80,7 +80,7 @@ class DecodingSettings:
     alpha: float = 1.0
     selection: str = "greedy"
     selection_temperature: float = 1.0
-    max_new_tokens: int = 48
+    max_new_tokens: int = 32
     batch_size: int = 8
 
 

@@ -1,0 +1,75 @@
+"""The command line, run as a user runs it: a subprocess, its exit status, stdout and stderr."""
+
+import json
+import os
+import subprocess
+import sys
+
+import pytest
+
+
+def run(*args, timeout=300):
+    env = {**os.environ, "HF_HUB_OFFLINE": "1"}
+    return subprocess.run([sys.executable, "-m", "tqstar.cli", *args], capture_output=True, text=True,
+                          timeout=timeout, env=env)
+
+
+@pytest.fixture(scope="module")
+def tiny_flags(tiny_model_dir):
+    return ["--reference", str(tiny_model_dir), "--reward", "sentiment", "--quiet"]
+
+
+def test_help_explains_options_in_the_papers_terms():
+    out = run("generate", "--help")
+    assert out.returncode == 0
+    for phrase in ("π_alg", "--top-k", "--alpha", "--num-rollouts", "--horizon", "--baseline-reward", "--compat"):
+        assert phrase in out.stdout
+
+
+def test_generate_prints_response_and_reward(tiny_flags):
+    out = run("generate", "Say something nice.", "--max-new-tokens", "3", "--top-k", "2", "--horizon", "2",
+              *tiny_flags)
+    assert out.returncode == 0, out.stderr
+    assert "[tq-direct] reward" in out.stdout
+
+
+def test_generate_json_and_trace_file(tiny_flags, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    out = run("generate", "Hi", "Hello", "--max-new-tokens", "2", "--top-k", "2", "--horizon", "eos",
+              "--json", "--trace", str(trace), *tiny_flags)
+    assert out.returncode == 0, out.stderr
+    lines = [json.loads(line) for line in out.stdout.splitlines()]
+    assert [line["prompt"] for line in lines] == ["Hi", "Hello"]
+    records = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert {r["prompt_index"] for r in records} == {0, 1} and all("probabilities" in r for r in records)
+
+
+def test_compare_prints_each_method(tiny_flags):
+    out = run("generate", "Hi", "--compare", "--max-new-tokens", "2", "--top-k", "2", "--horizon", "2", *tiny_flags)
+    assert out.returncode == 0, out.stderr
+    for method in ("greedy", "args", "cd", "tq-direct"):
+        assert f"\n{method}" in out.stdout
+
+
+@pytest.mark.parametrize("args, message", [
+    (["generate", "", ], "prompt is empty"),
+    (["generate", "Hi", "--top-k", "0"], "top_k must be ≥ 1"),
+    (["generate", "Hi", "--alpha", "-1"], "alpha must be ≥ 0"),
+    (["generate", "Hi", "--num-rollouts", "0"], "num_rollouts must be ≥ 1"),
+    (["generate", "Hi", "--reward", "vibes"], "Unknown reward 'vibes'"),
+    (["generate", "Hi", "--reference", "./missing-model"], "does not exist"),
+    (["generate", "Hi", "--method", "tq-indirect"], "--baseline-reward"),
+    (["generate", "Hi", "--config", "missing.json"], "does not exist"),
+])
+def test_bad_input_exits_2_with_one_clear_line(tiny_flags, args, message):
+    if "--reference" not in args:
+        args = args + tiny_flags
+    out = run(*args)
+    assert out.returncode == 2
+    assert message in out.stderr
+    assert "Traceback" not in out.stderr
+
+
+def test_unknown_flag_exits_2():
+    out = run("generate", "Hi", "--no-such-flag")
+    assert out.returncode == 2 and "Traceback" not in out.stderr
