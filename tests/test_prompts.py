@@ -51,7 +51,7 @@ def test_sensitive_share_is_between_10_and_20_percent_in_each_split():
 def test_default_source_is_the_test_split_and_limit_keeps_the_first_n():
     first = [r["prompt"] for r in _records("test")][:5]
     assert load_prompts(limit=5) == first
-    assert load_prompts("tqstar", "test") [:5] == first
+    assert load_prompts("tqstar", "test")[:5] == first
 
 
 def test_unknown_shipped_split_lists_the_valid_ones():
