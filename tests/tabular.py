@@ -40,6 +40,7 @@ class TabularLM:
     max_length = 64
 
     def __init__(self, table: dict[tuple[int, ...], torch.Tensor]):
+        self._logprobs: dict = {}
         self.table = table  # prefix -> (V,) probabilities; prefixes of length MAX_TOKENS - 1 force EOS
 
     @classmethod
@@ -83,8 +84,13 @@ class TabularLM:
 
     def logprob(self, prefix, continuation) -> float:
         seq = (*prefix, *continuation)
+        if (len(prefix), seq) not in self._logprobs:
+            self._logprobs[len(prefix), seq] = self._logprob(len(prefix), seq)
+        return self._logprobs[len(prefix), seq]
+
+    def _logprob(self, start: int, seq) -> float:
         # An impossible token gets a finite floor, so that log-ratios of two models stay defined.
-        return sum(math.log(max(float(self.table[seq[:i]][seq[i]]), 1e-300)) for i in range(len(prefix), len(seq)))
+        return sum(math.log(max(float(self.table[seq[:i]][seq[i]]), 1e-300)) for i in range(start, len(seq)))
 
     def continuation_logprobs(self, prefixes, continuations):
         return [[self.logprob(p, c) for c in group] for p, group in zip(prefixes, continuations)]
@@ -107,8 +113,9 @@ class TabularLM:
         picks = [0] * n if len(completions) == 1 else torch.multinomial(
             probs, n, replacement=True, generator=generator).tolist()
         keep = len(full) - len(prefix) + max_new_tokens
-        rows = [completions[i][len(prefix):][:keep] for i in picks]
-        return [Continuation(row, self.logprob(prefix, row)) for row in rows]
+        drawn = {i: completions[i][len(prefix):][:keep] for i in set(picks)}
+        scored = {i: Continuation(row, self.logprob(prefix, row)) for i, row in drawn.items()}
+        return [scored[i] for i in picks]
 
 
 def aligned(reference: TabularLM, reward, beta: float) -> dict[tuple[int, ...], float]:

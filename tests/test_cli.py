@@ -63,7 +63,7 @@ def test_compare_prints_each_method(tiny_flags):
 ])
 def test_bad_input_exits_2_with_one_clear_line(tiny_flags, args, message):
     if "--reference" not in args:
-        args = args + tiny_flags
+        args = [*args[:2], *tiny_flags, *args[2:]]  # the flags under test come last and win
     out = run(*args)
     assert out.returncode == 2
     assert message in out.stderr

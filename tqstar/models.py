@@ -66,7 +66,11 @@ def resolve_dtype(dtype: str | None, device: str):
 
 
 def _load(spec: str, device: str | None, dtype: str | None) -> LanguageModel:
+    from transformers.utils import logging as transformers_logging
+
     from .hf import HFLanguageModel
+
+    transformers_logging.disable_progress_bar()  # per-tensor loading bars drown the CLI's own output
 
     device = resolve_device(device)
     torch_dtype = resolve_dtype(dtype, device)
