@@ -46,7 +46,7 @@ class DecodeConfig:
     top_k: int = option(10, "k: candidate next tokens taken from the proposal model at each step.")
     alpha: float = option(1.0, "α ≥ 0: weight of the value Q̂ against the prior; 0 gives the prior's top-k.")
     num_rollouts: int = option(1, "N: rollouts per candidate token used to estimate Q̂.")
-    horizon: int | None = option(10, "H: tokens per rollout after the candidate; 'eos' runs to EOS (paper: 20).")
+    horizon: int | None = option(8, "H: tokens per rollout after the candidate; 'eos' runs to EOS (paper: 20).")
     rollout_temperature: float = option(0.0, "Temperature of the rollouts; 0 is greedy (one rollout suffices).")
     selection: str = option("greedy", "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=("greedy", "sample"))
