@@ -145,3 +145,20 @@ def test_tq_direct_on_embedded_smollm2_writes_a_consistent_trace(embedded, tmp_p
     write_trace([result], tmp_path / "trace.jsonl")
     records = [json.loads(line) for line in (tmp_path / "trace.jsonl").read_text().splitlines()]
     assert [r["position"] for r in records] == list(range(5)) and records[0]["chosen_text"] == first.chosen_text
+
+
+def test_python_api_generate_in_one_call(tiny_model_dir):
+    import tqstar
+
+    results = tqstar.generate(["Hi", "Hello"], method="args", reference=str(tiny_model_dir), reward="sentiment",
+                              top_k=2, max_new_tokens=2)
+    assert [r.prompt for r in results] == ["Hi", "Hello"] and all(r.method == "args" for r in results)
+
+
+def test_importing_tqstar_loads_no_heavy_backend():
+    import subprocess
+    import sys
+
+    code = "import sys, tqstar; print('torch' in sys.modules, 'transformers' in sys.modules)"
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.split() == ["False", "False"]

@@ -3,7 +3,7 @@
 A backend implements three batched model calls (``next_token_logprobs``, ``sample_continuations``,
 ``continuation_logprobs``) and three tokenizer calls. Caching and batching live behind them: the
 decoders never see a KV cache. ``tqstar.hf.HFLanguageModel`` is the transformers backend; the tabular
-model in ``tests/tabular.py`` is a complete 60-line implementation to copy from.
+model in ``tests/tabular.py`` is a complete implementation to copy from.
 """
 
 from __future__ import annotations
