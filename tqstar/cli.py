@@ -61,6 +61,10 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--json", action="store_true", help="Print results as JSON Lines.")
     gen.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_config_flags(gen, DecodeConfig, RolesConfig)
+    align = commands.add_parser("align", help="Make an aligned baseline: DPO with a LoRA adapter on the reference.")
+    from .align import AlignConfig
+
+    add_config_flags(align, AlignConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     from .bench import add_bench_flags
 
@@ -76,6 +80,8 @@ def main(argv: list[str] | None = None) -> int:
             from .bench import run_bench
 
             return run_bench(args)
+        if args.command == "align":
+            return _align(args)
         return _generate(args)
     except TQStarError as exc:
         print(f"tqstar: error: {exc}", file=sys.stderr)
@@ -110,6 +116,18 @@ def _generate(args) -> int:
         _print_comparison(all_results, len(args.prompts), args.json)
     if args.trace:
         write_trace(all_results, args.trace)
+    return 0
+
+
+def _align(args) -> int:
+    from .align import AlignConfig, run_align
+
+    names = {f.name for f in fields(AlignConfig)}
+    metadata = run_align(AlignConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    dev = metadata["dev_reward"]
+    print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
+          f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "
+          f"{dev['adapter']['mean']:.4f} ± {dev['adapter']['stdev']:.4f}. Saved to {args.output}")
     return 0
 
 

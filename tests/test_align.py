@@ -1,0 +1,54 @@
+"""tqstar align on the tiny random Llama: pairs survive a kill, DPO trains, the adapter loads."""
+
+import json
+
+import pytest
+
+from tqstar.align import AlignConfig, build_pairs, run_align
+from tqstar.errors import ConfigError
+from tqstar.models import load_language_model
+from tqstar.rewards import CallableReward
+
+LENGTH = CallableReward(lambda prompts, responses: [len(r) / 10 for r in responses], "length")
+
+
+def test_pairs_are_kept_across_a_killed_run(tiny_model_dir, tmp_path):
+    config = AlignConfig(output=str(tmp_path), samples_per_prompt=3, max_new_tokens=6, min_margin=0.0)
+    model = load_language_model(str(tiny_model_dir))
+    prompts = ["Hi", "Tell me a joke.", "Name a fruit."]
+    build_pairs(config, model, LENGTH, prompts[:2], progress=False)
+    path = tmp_path / "pairs.jsonl"
+    first_two = path.read_text()
+    with open(path, "a") as f:
+        f.write('{"prompt": "Name a fr')  # a record cut short by kill -9
+    pairs = build_pairs(config, model, LENGTH, prompts, progress=False)
+    records = [json.loads(line) for line in path.read_text().splitlines()]
+    assert path.read_text().startswith(first_two)
+    assert [r["prompt"] for r in records] == prompts
+    assert all(r["chosen_reward"] >= r["rejected_reward"] for r in records)
+    assert len(pairs) == sum(not r["skipped"] for r in records)
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"output": ""}, "--output"), ({"output": "x", "samples_per_prompt": 1}, "≥ 2"),
+    ({"output": "x", "beta": 0}, "> 0"),
+])
+def test_bad_align_options_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        AlignConfig(**options)
+
+
+@pytest.mark.slow
+def test_align_trains_an_adapter_that_loads_on_its_reference(tiny_model_dir, tmp_path):
+    config = AlignConfig(output=str(tmp_path / "bl"), reference=str(tiny_model_dir), reward="sentiment",
+                         limit=6, samples_per_prompt=3, max_new_tokens=8, min_margin=0.0, epochs=1,
+                         batch_size=2, dev_limit=3)
+    metadata = run_align(config, progress=False)
+    out = tmp_path / "bl"
+    assert metadata["beta"] == 0.1 and metadata["prompts"] == 6 and metadata["pairs"] >= 1
+    assert metadata["curves"]["loss"] and (out / "loss.png").is_file()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    assert set(metadata["dev_reward"]) == {"reference", "adapter"}
+    assert json.loads((out / "metadata.json").read_text())["pairs"] == metadata["pairs"]
+    adapted = load_language_model(str(out.resolve()))
+    assert adapted.vocabulary == load_language_model(str(tiny_model_dir)).vocabulary

@@ -1,0 +1,225 @@
+"""``tqstar align``: make an aligned baseline from a reference model and a reward, with DPO + LoRA.
+
+1. Sample responses per prompt from the reference and score them with the reward.
+2. Keep the best and worst response of each prompt as a chosen/rejected pair, skipping near-ties.
+   Pairs are appended to ``pairs.jsonl`` as they are made, so a killed run loses none of them.
+3. Train a LoRA adapter with TRL's ``DPOTrainer``; checkpoints let a killed run resume.
+4. Save the adapter with ``metadata.json`` (reference, reward, β, counts, curves, dev rewards) and plots.
+"""
+
+from __future__ import annotations
+
+import json
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from .config import option
+from .errors import ConfigError
+
+
+@dataclass
+class AlignConfig:
+    """How a baseline is made with DPO."""
+
+    output: str = option("", "Directory for pairs, checkpoints, the adapter and its metadata.")
+    reference: str = option("smollm2", "Reference model the adapter is trained on top of.")
+    reward: str = option("helpful_harmless", "Reward the baseline is aligned to.")
+    prompts: str = option("tqstar", "Prompt source: 'tqstar' (shipped set), a JSONL/CSV file or a dataset name.")
+    prompt_field: str | None = option(None, "Field holding the prompt text in a file or dataset.")
+    split: str = option("train", "Split used to build pairs.")
+    limit: int | None = option(None, "Use only the first N training prompts.")
+    samples_per_prompt: int = option(4, "Responses sampled from the reference per prompt.")
+    temperature: float = option(1.0, "Sampling temperature of those responses.")
+    max_new_tokens: int = option(48, "Most tokens per sampled response.")
+    min_margin: float = option(0.1, "Skip a prompt whose best and worst reward differ by less than this.")
+    beta: float = option(0.1, "β of DPO (recorded for the implicit reward β·log(ρ_BL/ρ_ref)).")
+    lora_r: int = option(8, "LoRA rank.")
+    learning_rate: float = option(5e-4, "Learning rate of the adapter.")
+    epochs: float = option(2.0, "Passes over the pairs.")
+    batch_size: int = option(4, "Pairs per optimisation step.")
+    dev_limit: int = option(32, "Dev prompts used to measure the reward gain.")
+    seed: int = option(0, "Random seed for sampling and training.")
+
+    def __post_init__(self):
+        if not self.output:
+            raise ConfigError("align needs an output directory. Pass --output DIR.")
+        for name in ("samples_per_prompt", "max_new_tokens", "lora_r", "batch_size", "dev_limit"):
+            if getattr(self, name) < 1:
+                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
+        if self.samples_per_prompt < 2:
+            raise ConfigError("samples_per_prompt must be ≥ 2 to form a chosen/rejected pair.")
+        if not (self.beta > 0 and self.learning_rate > 0 and self.epochs > 0 and self.temperature > 0):
+            raise ConfigError("beta, learning_rate, epochs and temperature must be > 0.")
+
+
+def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress: bool = True) -> list[dict]:
+    """Sample, score and pair responses; prompts already in ``pairs.jsonl`` are not redone."""
+    from .decoder import SamplingDecoder
+    import torch
+
+    path = Path(config.output) / "pairs.jsonl"
+    done = _read_jsonl(path)
+    _rewrite_jsonl(path, done)  # drops a last line cut short by a kill, before anything is appended
+    seen = {record["prompt"] for record in done}
+    todo = [p for p in prompts if p not in seen]
+    sampler = SamplingDecoder(model, config.temperature, config.max_new_tokens, "sample", reward,
+                              generator=torch.Generator().manual_seed(config.seed + len(done)))
+    for prompt in _progress(todo, progress, "sampling pairs"):
+        results = sampler.generate([prompt] * config.samples_per_prompt)
+        best = max(results, key=lambda r: r.reward)
+        worst = min(results, key=lambda r: r.reward)
+        record = {"prompt": prompt, "chosen": best.text, "rejected": worst.text,
+                  "chosen_reward": best.reward, "rejected_reward": worst.reward,
+                  "skipped": best.reward - worst.reward < config.min_margin or best.text == worst.text}
+        _append_jsonl(path, record)
+        done.append(record)
+    return [r for r in done if not r["skipped"]]
+
+
+def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dict:
+    """DPO with a LoRA adapter; resumes from the last checkpoint in ``output/checkpoints``."""
+    from datasets import Dataset
+    from peft import LoraConfig
+    from transformers import AutoModelForCausalLM, AutoTokenizer
+    from trl import DPOConfig, DPOTrainer
+
+    if not pairs:
+        raise ConfigError("No usable pairs: every prompt's samples were near-ties. Lower --min-margin or "
+                          "raise --samples-per-prompt.")
+    tokenizer = AutoTokenizer.from_pretrained(model_dir)
+    base = AutoModelForCausalLM.from_pretrained(model_dir)
+    data = Dataset.from_list([{
+        "prompt": [{"role": "user", "content": p["prompt"]}],
+        "chosen": [{"role": "assistant", "content": p["chosen"]}],
+        "rejected": [{"role": "assistant", "content": p["rejected"]}],
+    } for p in pairs])
+    checkpoints = Path(config.output) / "checkpoints"
+    args = DPOConfig(output_dir=str(checkpoints), beta=config.beta, learning_rate=config.learning_rate,
+                     num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+                     logging_steps=1, save_steps=10, save_total_limit=2, report_to=[], seed=config.seed,
+                     max_length=256, use_cpu=not _cuda())
+    lora = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
+                      target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
+    trainer = DPOTrainer(model=base, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora)
+    resume = any(checkpoints.glob("checkpoint-*"))
+    trainer.train(resume_from_checkpoint=True if resume else None)
+    trainer.model.save_pretrained(config.output)
+    return {"loss": [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e],
+            "margins": [(e["step"], e["rewards/margins"]) for e in trainer.state.log_history
+                        if "rewards/margins" in e]}
+
+
+def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
+    """Mean and spread of the reward of greedy responses."""
+    from .decoder import SamplingDecoder
+
+    results = SamplingDecoder(model, 0.0, max_new_tokens, "greedy", reward).generate(prompts)
+    scores = [r.reward for r in results]
+    return {"mean": statistics.fmean(scores), "stdev": statistics.stdev(scores) if len(scores) > 1 else 0.0,
+            "n": len(scores)}
+
+
+def run_align(config: AlignConfig, progress: bool = True) -> dict:
+    """The whole recipe; returns the metadata it writes to ``output/metadata.json``."""
+    from .models import load_language_model
+    from .prompts import load_prompts
+    from .rewards import load_reward
+
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    reference = load_language_model(config.reference)
+    reward = load_reward(config.reward)
+    train_prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
+    dev_prompts = load_prompts(config.prompts, "dev", config.prompt_field, config.dev_limit)
+    pairs = build_pairs(config, reference, reward, train_prompts, progress)
+    model_dir = _plain_model_dir(reference, out)
+    curves = train_adapter(config, model_dir, pairs)
+    _point_adapter_at(out, config.reference)
+    adapted = load_language_model(str(out.resolve()))
+    metadata = {
+        "config": asdict(config), "reference": config.reference, "reward": config.reward, "beta": config.beta,
+        "prompts": len(train_prompts), "pairs": len(pairs), "skipped_ties": len(_read_jsonl(out / "pairs.jsonl"))
+        - len(pairs), "curves": curves,
+        "dev_reward": {"reference": mean_reward(reference, reward, dev_prompts, config.max_new_tokens),
+                       "adapter": mean_reward(adapted, reward, dev_prompts, config.max_new_tokens)},
+    }
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    _plot_curves(curves, out)
+    return metadata
+
+
+def _plain_model_dir(reference, out: Path) -> str:
+    """TRL loads a model from a directory; save the reference once as plain safetensors."""
+    target = out / "base-model"
+    if not (target / "config.json").is_file():
+        reference.model.save_pretrained(target)
+        reference.tokenizer.save_pretrained(target)
+    return str(target)
+
+
+def _point_adapter_at(out: Path, reference_spec: str) -> None:
+    """Record the reference *spec* as the base, so the adapter loads on any machine that resolves it."""
+    path = out / "adapter_config.json"
+    config = json.loads(path.read_text())
+    config["base_model_name_or_path"] = reference_spec
+    path.write_text(json.dumps(config, indent=2))
+
+
+def _plot_curves(curves: dict, out: Path) -> None:
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    for key, label in (("loss", "DPO loss"), ("margins", "reward margin (chosen − rejected), nats × β")):
+        if not curves[key]:
+            continue
+        steps, values = zip(*curves[key])
+        fig, ax = plt.subplots(figsize=(5, 3.2))
+        ax.plot(steps, values)
+        ax.set_xlabel("optimisation step")
+        ax.set_ylabel(label)
+        ax.set_title(f"{out.name}: {label}")
+        fig.tight_layout()
+        fig.savefig(out / f"{key}.png", dpi=120)
+        plt.close(fig)
+
+
+def _read_jsonl(path: Path) -> list[dict]:
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text().splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # a line cut short by a kill: everything before it is intact
+    return records
+
+
+def _rewrite_jsonl(path: Path, records: list[dict]) -> None:
+    partial = path.with_suffix(".partial")
+    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    partial.replace(path)
+
+
+def _append_jsonl(path: Path, record: dict) -> None:
+    with open(path, "a", encoding="utf-8") as f:
+        f.write(json.dumps(record, ensure_ascii=False) + "\n")
+        f.flush()
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, desc=desc)
+
+
+def _cuda() -> bool:
+    import torch
+
+    return torch.cuda.is_available()
+
