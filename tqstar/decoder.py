@@ -13,7 +13,7 @@ from typing import Protocol, Sequence
 
 import torch
 
-from .lm import LanguageModel, check_prompt
+from .lm import LanguageModel, check_prompt, require_shared_vocabulary
 from .rewards import Reward, checked_scores
 from .values import ValueEstimate, ValueEstimator, ValueQuery
 
@@ -90,8 +90,6 @@ class ValueGuidedDecoder:
     def __init__(self, proposal: LanguageModel, prior: LanguageModel, estimator: ValueEstimator | None,
                  settings: DecodingSettings, method: str = "value-guided", reward: Reward | None = None,
                  generator: torch.Generator | None = None, progress: bool = False):
-        from .lm import require_shared_vocabulary
-
         require_shared_vocabulary(proposal, prior, "Taking the prior's log-probs of the proposal's candidates")
         self.proposal, self.prior, self.estimator = proposal, prior, estimator
         self.settings, self.method, self.reward = settings, method, reward
