@@ -14,7 +14,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import option
+from .config import at_least, option, positive
 from .errors import ConfigError
 
 
@@ -44,13 +44,13 @@ class AlignConfig:
     def __post_init__(self):
         if not self.output:
             raise ConfigError("align needs an output directory. Pass --output DIR.")
-        for name in ("samples_per_prompt", "max_new_tokens", "lora_r", "batch_size", "dev_limit"):
-            if getattr(self, name) < 1:
-                raise ConfigError(f"{name} must be ≥ 1, got {getattr(self, name)}.")
-        if self.samples_per_prompt < 2:
-            raise ConfigError("samples_per_prompt must be ≥ 2 to form a chosen/rejected pair.")
-        if not (self.beta > 0 and self.learning_rate > 0 and self.epochs > 0 and self.temperature > 0):
-            raise ConfigError("beta, learning_rate, epochs and temperature must be > 0.")
+        at_least("samples_per_prompt", self.samples_per_prompt, 2)  # a pair needs two responses
+        for name in ("max_new_tokens", "lora_r", "batch_size", "dev_limit"):
+            at_least(name, getattr(self, name), 1)
+        positive("beta", self.beta, "DPO's β is typically 0.1.")
+        positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
+        positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")
+        positive("temperature", self.temperature, "Sample at 1.0 for varied responses.")
 
 
 def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress: bool = True) -> list[dict]:
@@ -81,6 +81,8 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dic
     """DPO with a LoRA adapter; resumes from the last checkpoint in ``output/checkpoints``."""
     from datasets import Dataset
     from peft import LoraConfig
+
+    from .models import resolve_device
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -98,7 +100,7 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dic
     args = DPOConfig(output_dir=str(checkpoints), beta=config.beta, learning_rate=config.learning_rate,
                      num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
                      logging_steps=1, save_steps=10, save_total_limit=2, report_to=[], seed=config.seed,
-                     max_length=256, use_cpu=not _cuda())
+                     max_length=256, use_cpu=resolve_device(None) == "cpu")
     lora = LoraConfig(r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
                       target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
     trainer = DPOTrainer(model=base, args=args, train_dataset=data, processing_class=tokenizer, peft_config=lora)
@@ -216,10 +218,4 @@ def _progress(items, enabled: bool, desc: str):
     from tqdm import tqdm
 
     return tqdm(items, desc=desc)
-
-
-def _cuda() -> bool:
-    import torch
-
-    return torch.cuda.is_available()
 

@@ -76,20 +76,17 @@ class DecodeConfig:
         _check_choice("selection", self.selection, ("greedy", "sample"))
         _check_choice("proposal", self.proposal, MODEL_ROLES)
         _check_choice("prior", self.prior, MODEL_ROLES)
-        _at_least("top_k", self.top_k, 1)
-        _at_least("num_rollouts", self.num_rollouts, 1)
-        _at_least("best_of", self.best_of, 1)
-        _at_least("max_new_tokens", self.max_new_tokens, 1)
-        _at_least("batch_size", self.batch_size, 1)
-        _at_least("alpha", self.alpha, 0)
-        _at_least("rollout_temperature", self.rollout_temperature, 0)
+        at_least("top_k", self.top_k, 1)
+        at_least("num_rollouts", self.num_rollouts, 1)
+        at_least("best_of", self.best_of, 1)
+        at_least("max_new_tokens", self.max_new_tokens, 1)
+        at_least("batch_size", self.batch_size, 1)
+        at_least("alpha", self.alpha, 0)
+        at_least("rollout_temperature", self.rollout_temperature, 0)
         if self.horizon is not None:
-            _at_least("horizon", self.horizon, 0)
-        if not self.beta > 0:
-            raise ConfigError(f"beta must be > 0, got {self.beta}. Use a positive KL strength such as 1.0.")
-        if not self.selection_temperature > 0:
-            raise ConfigError(f"selection_temperature must be > 0, got {self.selection_temperature}. "
-                              "Use selection='greedy' for the argmax.")
+            at_least("horizon", self.horizon, 0)
+        positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
+        positive("selection_temperature", self.selection_temperature, "Use selection='greedy' for the argmax.")
         if self.num_rollouts > 1 and self.rollout_temperature == 0:
             raise ConfigError(f"num_rollouts={self.num_rollouts} with greedy rollouts (rollout_temperature=0) "
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
@@ -121,11 +118,23 @@ def _check_choice(name: str, value: Any, choices) -> None:
         raise ConfigError(f"Unknown {name} {value!r}. Use one of: {', '.join(choices)}.")
 
 
-def _at_least(name: str, value, lowest) -> None:
+def _require_number(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}.")
+
+
+def at_least(name: str, value, lowest) -> None:
+    """Refuse a number below ``lowest``, naming the option and the fix."""
+    _require_number(name, value)
     if value < lowest:
         raise ConfigError(f"{name} must be ≥ {lowest}, got {value}. Set {name} to {lowest} or more.")
+
+
+def positive(name: str, value, fix: str) -> None:
+    """Refuse a number that is not strictly positive, naming the option and the fix."""
+    _require_number(name, value)
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}. {fix}")
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
