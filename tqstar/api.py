@@ -88,11 +88,11 @@ def generate(prompts: str | Sequence[str], config: DecodeConfig | None = None,
     from .config import split_options
 
     decode_options, role_options = split_options(options)
-    if config is not None:  # explicit options override the given config
-        overrides = {k: v for k, v in options.items() if hasattr(config, k)}
-        decode_options = replace(config, **overrides)
+    if config is None:
+        config = decode_options
+    else:  # explicit options override the given config
+        config = replace(config, **{k: v for k, v in options.items() if hasattr(config, k)})
     if not isinstance(roles, Roles):
         roles = Roles.load(roles or role_options)
-    config = decode_options
     prompts = [prompts] if isinstance(prompts, str) else list(prompts)
     return build_decoder(config, roles).generate(prompts)

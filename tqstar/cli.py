@@ -7,7 +7,7 @@ import json
 import sys
 import types
 import typing
-from dataclasses import fields
+from dataclasses import fields, replace
 
 from .config import DecodeConfig, RolesConfig, load_config_file, split_options
 from .errors import TQStarError
@@ -132,8 +132,6 @@ def _align(args) -> int:
 
 
 def _with_method(config: DecodeConfig, method: str) -> DecodeConfig:
-    from dataclasses import replace
-
     return config if config.method == method else replace(config, method=method)
 
 
