@@ -4,8 +4,8 @@ import json
 
 import pytest
 
-from tqstar.align import AlignConfig, build_pairs, run_align
-from tqstar.errors import ConfigError
+from tqstar.align import AlignConfig, build_pairs, check_same_run, run_align
+from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward
 
@@ -27,6 +27,36 @@ def test_pairs_are_kept_across_a_killed_run(tiny_model_dir, tmp_path):
     assert [r["prompt"] for r in records] == prompts
     assert all(r["chosen_reward"] >= r["rejected_reward"] for r in records)
     assert len(pairs) == sum(not r["skipped"] for r in records)
+
+
+def test_a_reward_failing_mid_run_keeps_the_pairs_made_before_it(tiny_model_dir, tmp_path):
+    calls = []
+
+    def flaky(prompts, responses):
+        calls.append(1)
+        if len(calls) == 2:
+            raise ValueError("reward server unreachable")
+        return [len(r) / 10 for r in responses]
+
+    config = AlignConfig(output=str(tmp_path), samples_per_prompt=2, max_new_tokens=4, min_margin=0.0)
+    model = load_language_model(str(tiny_model_dir))
+    prompts = ["Hi", "Tell me a joke.", "Name a fruit."]
+    with pytest.raises(RewardError, match="reward server unreachable"):
+        build_pairs(config, model, CallableReward(flaky, "flaky"), prompts, progress=False)
+    kept = (tmp_path / "pairs.jsonl").read_text().splitlines()
+    assert [json.loads(line)["prompt"] for line in kept] == ["Hi"]
+    build_pairs(config, model, LENGTH, prompts, progress=False)
+    records = [json.loads(line) for line in (tmp_path / "pairs.jsonl").read_text().splitlines()]
+    assert records[0] == json.loads(kept[0]) and [r["prompt"] for r in records] == prompts
+
+
+def test_resuming_with_another_reward_or_reference_is_refused(tmp_path):
+    check_same_run(AlignConfig(output=str(tmp_path), reward="sentiment"), tmp_path)
+    check_same_run(AlignConfig(output=str(tmp_path), reward="sentiment", limit=50), tmp_path)  # more prompts: fine
+    with pytest.raises(ConfigError, match="--reward 'sentiment' \\(now 'nontoxic'\\).*new --output"):
+        check_same_run(AlignConfig(output=str(tmp_path), reward="nontoxic"), tmp_path)
+    with pytest.raises(ConfigError, match="--reference 'smollm2'"):
+        check_same_run(AlignConfig(output=str(tmp_path), reward="sentiment", reference="other"), tmp_path)
 
 
 @pytest.mark.parametrize("options, message", [

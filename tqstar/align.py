@@ -130,6 +130,7 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
 
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
+    check_same_run(config, out)
     reference = load_language_model(config.reference)
     reward = load_reward(config.reward)
     train_prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
@@ -149,6 +150,25 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
     _plot_curves(curves, out)
     return metadata
+
+
+#: Options that may change between a killed run and its resumption: they pick prompts, not pairs.
+RESUMABLE_CHANGES = ("output", "limit", "dev_limit")
+
+
+def check_same_run(config: AlignConfig, out: Path) -> None:
+    """Refuse to mix pairs or checkpoints made with other options (another reference, reward, β, ...)."""
+    path = out / "run.json"
+    wanted = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
+    if not path.is_file():
+        path.write_text(json.dumps(wanted, indent=2))
+        return
+    started = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {started.get(k)!r} (now {v!r})" for k, v in wanted.items() if started.get(k) != v]
+    if changed:
+        raise ConfigError(f"{out} holds a run started with {', '.join(changed)}; resuming it would mix "
+                          "pairs or checkpoints of two setups. Repeat the original options to resume, or "
+                          "pass a new --output.")
 
 
 def _plain_model_dir(reference, out: Path) -> str:

@@ -7,11 +7,12 @@ from typing import Sequence
 
 import torch
 
+from .baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapter_metadata, same_model, shipped_adapter_path
 from .config import DecodeConfig, RolesConfig
 from .decoder import DecodingSettings, GenerationResult, SamplingDecoder, ValueGuidedDecoder
 from .errors import ConfigError
 from .lm import LanguageModel
-from .models import load_language_model
+from .models import EMBEDDED_NAMES, load_language_model
 from .rewards import Reward, load_reward
 from .values import IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue
 
@@ -27,21 +28,47 @@ class Roles:
     reward: Reward
     baseline_reward: Reward | None = None  # explicit r_BL
     implicit: bool = False  # r_BL is DPO's implicit reward β·log(ρ_BL/ρ_ref)
+    baseline_beta: float | None = None  # the DPO β the baseline was trained with, when its metadata says
 
     @classmethod
     def load(cls, config: RolesConfig) -> "Roles":
-        reference = load_language_model(config.reference, config.device, config.dtype)
-        baseline = reference if config.baseline in (None, "") else load_language_model(
-            config.baseline, config.device, config.dtype)
-        reward = load_reward(config.reward, device=config.device)
+        baseline_spec = baseline_spec_for(config)
         implicit = config.baseline_reward == IMPLICIT
+        if implicit:
+            _require_adapter_of(baseline_spec, config.reference)
+        reference = load_language_model(config.reference, config.device, config.dtype)
+        baseline = load_language_model(baseline_spec, config.device, config.dtype) if baseline_spec else reference
+        reward = load_reward(config.reward, device=config.device)
         baseline_reward = None if config.baseline_reward in (None, "", IMPLICIT) else load_reward(
             config.baseline_reward, device=config.device)
-        return cls(reference, baseline, reward, baseline_reward, implicit)
+        found = adapter_dir(baseline_spec)
+        beta = adapter_metadata(found).get("beta") if found else None
+        return cls(reference, baseline, reward, baseline_reward, implicit, beta)
+
+
+def baseline_spec_for(config: RolesConfig) -> str | None:
+    """The baseline to load: the one asked for, else the shipped default of the embedded reference."""
+    if config.baseline:
+        return config.baseline
+    if config.reference in EMBEDDED_NAMES and shipped_adapter_path(DEFAULT_BASELINE):
+        return DEFAULT_BASELINE
+    return None  # the reference itself, as in the authors' code
+
+
+def _require_adapter_of(baseline_spec: str | None, reference_spec: str) -> None:
+    """DPO's implicit reward β·log(ρ_BL/ρ_ref) is only defined against the reference DPO started from."""
+    found = adapter_dir(baseline_spec)
+    base = adapter_base(found) if found else None
+    if base is not None and not same_model(base, reference_spec):
+        raise ConfigError(
+            f"--baseline-reward implicit compares the baseline with the model it was trained from, but "
+            f"{baseline_spec!r} was trained on {base!r} while the reference is {reference_spec!r}. "
+            f"Pass --reference {base}, or name the baseline's reward explicitly with --baseline-reward SPEC.")
 
 
 def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False):
     """The decoder ``config.method`` names, wired to the loaded roles."""
+    config = replace(config, beta=_beta(config, roles))
     generator = torch.Generator().manual_seed(config.seed)
     model_of = {"reference": roles.reference, "baseline": roles.baseline}
     if config.method in ("greedy", "sample", "best-of-n"):
@@ -58,6 +85,18 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False):
                                 config.max_new_tokens, config.batch_size)
     estimator = _estimator(config, roles, proposal, generator)
     return ValueGuidedDecoder(proposal, prior, estimator, settings, config.method, roles.reward, generator, progress)
+
+
+def _beta(config: DecodeConfig, roles: Roles) -> float:
+    """β as given, else the implicit baseline's own DPO β (the paper's indirect transfer shares one β), else 1."""
+    if config.beta is not None:
+        return config.beta
+    if not roles.implicit:
+        return 1.0
+    if roles.baseline_beta is None and config.method in ("tq-indirect", "soft"):
+        raise ConfigError("--baseline-reward implicit needs the β the baseline was DPO-trained with, and the "
+                          "baseline has no tqstar metadata.json saying it. Pass --beta (e.g. --beta 0.1).")
+    return roles.baseline_beta or 1.0
 
 
 def _estimator(config: DecodeConfig, roles: Roles, proposal: LanguageModel, generator: torch.Generator):

@@ -1,10 +1,12 @@
-"""Aligned baselines shipped with the package (LoRA adapters on the embedded model)."""
+"""Aligned baselines shipped with the package (LoRA adapters on the embedded model) and their metadata."""
 
 from __future__ import annotations
 
+import json
 from pathlib import Path
 
 ADAPTER_DIR = Path(__file__).parent / "adapters"
+DEFAULT_BASELINE = "bl-helpful-harmless"  # the embedded reference's baseline for the default target reward
 
 
 def shipped_adapters() -> list[str]:
@@ -18,3 +20,38 @@ def shipped_adapter_path(name: str) -> Path | None:
     """The directory of a shipped adapter, or None when ``name`` is not one."""
     path = ADAPTER_DIR / name
     return path if "/" not in name and (path / "adapter_config.json").is_file() else None
+
+
+def adapter_dir(spec: str | None) -> Path | None:
+    """The adapter directory a baseline spec names (shipped name or path), or None for other specs."""
+    if not spec:
+        return None
+    path = shipped_adapter_path(spec) or Path(spec).expanduser()
+    return path if (path / "adapter_config.json").is_file() else None
+
+
+def adapter_base(path: Path) -> str | None:
+    """The reference an adapter was trained on: ``tqstar align``'s metadata, else PEFT's base model."""
+    metadata = adapter_metadata(path)
+    if metadata.get("reference"):
+        return str(metadata["reference"])
+    return json.loads((path / "adapter_config.json").read_text()).get("base_model_name_or_path")
+
+
+def adapter_metadata(path: Path) -> dict:
+    """``metadata.json`` written by ``tqstar align`` (reference, reward, DPO beta, ...), or {}."""
+    file = path / "metadata.json"
+    return json.loads(file.read_text()) if file.is_file() else {}
+
+
+def same_model(a: str, b: str) -> bool:
+    """Whether two model specs name one model (embedded aliases and paths are normalised)."""
+    from .models import EMBEDDED_NAMES
+
+    def canonical(spec: str) -> str:
+        if spec in EMBEDDED_NAMES:
+            return EMBEDDED_NAMES[0]
+        path = Path(spec).expanduser()
+        return str(path.resolve()) if path.exists() else spec
+
+    return canonical(str(a)) == canonical(str(b))

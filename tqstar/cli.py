@@ -18,7 +18,8 @@ DESCRIPTION = """\
 Transfer Q* decoding: at each step take the proposal model's top-k next tokens, estimate each
 token's value Q̂ with rollouts of an aligned baseline, and choose from
     π_alg(z | s_t) ∝ π_prior(z | s_t) · exp(α · Q̂(s_t, z)).
-Defaults: the embedded SmolLM2-135M-Instruct as reference and baseline, target reward helpful_harmless.
+Defaults: the embedded SmolLM2-135M-Instruct as reference, its shipped DPO adapter
+bl-helpful-harmless as baseline, target reward helpful_harmless.
 Methods differ only in Q̂: args (reward of the partial response), cd (reference rollouts),
 tq-direct (baseline rollouts), tq-indirect (importance-weighted baseline rollouts, needs
 --baseline-reward), soft (our extension; prior = baseline). greedy, sample and best-of-n decode without Q̂.

@@ -55,8 +55,9 @@ class DecodeConfig:
     proposal: str = option("reference", "Model whose top-k tokens are the candidates.", choices=MODEL_ROLES)
     prior: str = option("reference", "Model whose log-probs are the prior log π in π_alg "
                                      "(soft transfer always uses the baseline).", choices=MODEL_ROLES)
-    beta: float = option(1.0, "β > 0: KL strength of the aligned optimum; scales importance weights "
-                              "(tq-indirect) and the log-mean-exp value (soft).")
+    beta: float | None = option(None, "β > 0: KL strength of the aligned optimum; scales importance weights "
+                                      "(tq-indirect) and the log-mean-exp value (soft). Unset: the baseline's "
+                                      "DPO β from its metadata.json with --baseline-reward implicit, else 1.0.")
     best_of: int = option(8, "N of Best-of-N: responses sampled per prompt.")
     max_new_tokens: int = option(32, "Most tokens generated per response.")
     batch_size: int = option(8, "Prompts decoded together.")
@@ -85,7 +86,8 @@ class DecodeConfig:
         at_least("rollout_temperature", self.rollout_temperature, 0)
         if self.horizon is not None:
             at_least("horizon", self.horizon, 0)
-        positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
+        if self.beta is not None:
+            positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
         positive("selection_temperature", self.selection_temperature, "Use selection='greedy' for the argmax.")
         if self.num_rollouts > 1 and self.rollout_temperature == 0:
             raise ConfigError(f"num_rollouts={self.num_rollouts} with greedy rollouts (rollout_temperature=0) "
@@ -102,8 +104,9 @@ class RolesConfig:
 
     reference: str = option("smollm2", "Reference (SFT) model ρ_ref: 'smollm2' (embedded), a model directory, "
                                        "a .gguf file, a PEFT adapter directory or a hub id.")
-    baseline: str | None = option(None, "Aligned baseline ρ_BL that rolls out; defaults to the reference "
-                                        "(as in the authors' code).")
+    baseline: str | None = option(None, "Aligned baseline ρ_BL that rolls out: a model spec or a shipped adapter "
+                                        "(bl-helpful-harmless, bl-sentiment). Unset: bl-helpful-harmless when the "
+                                        "reference is the embedded model, else the reference itself.")
     reward: str = option("helpful_harmless", "Target reward r: sentiment, nontoxic, relevance, helpful_harmless, "
                                               "a sum like 'relevance+0.5*sentiment', or a reward-model directory.")
     baseline_reward: str | None = option(None, "Reward r_BL the baseline was aligned to (tq-indirect, soft): "

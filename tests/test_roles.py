@@ -1,0 +1,50 @@
+"""Which models fill the roles: the shipped default baseline, implicit-reward checks, β from metadata."""
+
+import pytest
+
+from tqstar.api import Roles, baseline_spec_for, build_decoder
+from tqstar.config import DecodeConfig, RolesConfig
+from tqstar.errors import ConfigError
+from tqstar.models import load_language_model
+from tqstar.rewards import CallableReward
+
+LENGTH = CallableReward(lambda prompts, responses: [len(r) / 10 for r in responses], "length")
+
+
+def test_embedded_reference_defaults_to_the_shipped_helpful_harmless_baseline(tiny_model_dir):
+    assert baseline_spec_for(RolesConfig()) == "bl-helpful-harmless"
+    assert baseline_spec_for(RolesConfig(reference="embedded")) == "bl-helpful-harmless"
+    assert baseline_spec_for(RolesConfig(reference=str(tiny_model_dir))) is None  # the reference itself
+    assert baseline_spec_for(RolesConfig(baseline="bl-sentiment")) == "bl-sentiment"
+
+
+def test_implicit_reward_refuses_an_adapter_trained_on_another_reference(tiny_model_dir):
+    config = RolesConfig(reference=str(tiny_model_dir), baseline="bl-helpful-harmless", baseline_reward="implicit")
+    with pytest.raises(ConfigError, match="trained on 'smollm2'.*--reference smollm2"):
+        Roles.load(config)
+
+
+def test_implicit_reward_without_metadata_asks_for_beta(tiny_model_dir):
+    tiny = load_language_model(str(tiny_model_dir))
+    roles = Roles(tiny, tiny, LENGTH, implicit=True)
+    with pytest.raises(ConfigError, match="--beta"):
+        build_decoder(DecodeConfig(method="tq-indirect"), roles)
+    assert build_decoder(DecodeConfig(method="tq-indirect", beta=0.5), roles).estimator.spec.beta == 0.5
+    assert build_decoder(DecodeConfig(method="tq-direct"), roles).estimator.spec.beta == 1.0
+
+
+@pytest.mark.slow
+def test_implicit_reward_takes_beta_from_the_adapter_metadata(embedded):
+    roles = Roles.load(RolesConfig(baseline="bl-helpful-harmless", baseline_reward="implicit"))
+    assert roles.implicit and roles.baseline_beta == 0.1
+    assert build_decoder(DecodeConfig(method="tq-indirect"), roles).estimator.spec.beta == 0.1
+    assert build_decoder(DecodeConfig(method="soft", beta=2.0), roles).estimator.spec.beta == 2.0
+
+
+@pytest.mark.slow
+def test_shipped_adapter_changes_the_reference_distribution(embedded):
+    adapted = load_language_model("bl-helpful-harmless")
+    prefix = [embedded.encode_prompt("How can I sleep better?")]
+    assert adapted.vocabulary == embedded.vocabulary
+    variation = 0.5 * (adapted.next_token_logprobs(prefix).exp() - embedded.next_token_logprobs(prefix).exp()).abs().sum()
+    assert 1e-3 < variation < 0.9  # merged LoRA: the same model, moved
