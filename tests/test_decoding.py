@@ -43,7 +43,7 @@ def roles(reference, baseline=None, reward=None, **extra):
 
 
 def decode(roles_, **options):
-    options = {"top_k": 3, "horizon": 3, "max_new_tokens": 4, **options}
+    options = {"top_k": 3, "horizon": 3, "max_new_tokens": 4, "beta": 1.0, **options}
     return build_decoder(DecodeConfig(**options), roles_).generate(PROMPTS)
 
 
@@ -159,3 +159,20 @@ def test_importing_tqstar_loads_no_heavy_backend():
     code = "import sys, tqstar; print('torch' in sys.modules, 'transformers' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.split() == ["False", "False"]
+
+
+def test_forward_tokens_count_the_baseline_rollouts_too(tiny, tiny_model_dir):
+    baseline = load_language_model(str(tiny_model_dir), dtype="float32")  # a second instance of the model
+    assert baseline is not tiny
+    before = tiny.forward_tokens, baseline.forward_tokens
+    results = decode(roles(tiny, baseline), method="tq-direct")
+    spent = tiny.forward_tokens - before[0] + baseline.forward_tokens - before[1]
+    assert baseline.forward_tokens > before[1]
+    assert sum(r.forward_tokens for r in results) == pytest.approx(spent, abs=len(results))
+
+
+def test_greedy_decodes_the_baseline_when_it_is_the_proposal(tiny, tiny_model_dir):
+    baseline = load_language_model(str(tiny_model_dir), dtype="float32")
+    before = tiny.forward_tokens, baseline.forward_tokens
+    decode(roles(tiny, baseline), method="greedy", proposal="baseline")
+    assert tiny.forward_tokens == before[0] and baseline.forward_tokens > before[1]

@@ -73,7 +73,7 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False):
     model_of = {"reference": roles.reference, "baseline": roles.baseline}
     if config.method in ("greedy", "sample", "best-of-n"):
         return SamplingDecoder(
-            roles.reference,
+            model_of[config.proposal],
             temperature=0.0 if config.method == "greedy" else config.selection_temperature,
             max_new_tokens=config.max_new_tokens, method=config.method, reward=roles.reward,
             best_of=config.best_of if config.method == "best-of-n" else 1,

@@ -52,7 +52,8 @@ class DecodeConfig:
                             choices=("greedy", "sample"))
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
                                                "and to the model for the 'sample' and 'best-of-n' methods.")
-    proposal: str = option("reference", "Model whose top-k tokens are the candidates.", choices=MODEL_ROLES)
+    proposal: str = option("reference", "Model whose top-k tokens are the candidates (for greedy, sample and "
+                                        "best-of-n: the model decoded).", choices=MODEL_ROLES)
     prior: str = option("reference", "Model whose log-probs are the prior log π in π_alg "
                                      "(soft transfer always uses the baseline).", choices=MODEL_ROLES)
     beta: float | None = option(None, "β > 0: KL strength of the aligned optimum; scales importance weights "

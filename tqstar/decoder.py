@@ -95,6 +95,8 @@ class ValueGuidedDecoder:
         self.settings, self.method, self.reward = settings, method, reward
         self.generator = generator
         self.progress = progress
+        # everything that runs a model in a step, so forward_tokens is the step's whole compute
+        self.counted_models = (proposal, prior, *getattr(estimator, "models", ()))
 
     def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
         results = []
@@ -103,7 +105,7 @@ class ValueGuidedDecoder:
         return results
 
     def _generate_batch(self, prompts: list[str]) -> list[GenerationResult]:
-        started, counted = time.perf_counter(), _forward_tokens(self.proposal, self.prior)
+        started, counted = time.perf_counter(), _forward_tokens(*self.counted_models)
         budget = self.settings.max_new_tokens
         prior_prompts = [check_prompt(self.prior, p, budget) for p in prompts]
         proposal_prompts = prior_prompts if self.proposal is self.prior else [
@@ -124,7 +126,7 @@ class ValueGuidedDecoder:
         texts = [self.proposal.decode(r) for r in responses]
         rewards = checked_scores(self.reward, prompts, texts) if self.reward else [None] * len(prompts)
         seconds = (time.perf_counter() - started) / len(prompts)
-        forward = (_forward_tokens(self.proposal, self.prior) - counted) // len(prompts)
+        forward = (_forward_tokens(*self.counted_models) - counted) // len(prompts)
         return [GenerationResult(p, t, r, self.method, s, seconds, forward, tr)
                 for p, t, r, s, tr in zip(prompts, texts, responses, rewards, traces)]
 

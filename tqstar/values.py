@@ -58,6 +58,7 @@ class PartialReward:
 
     def __init__(self, text_model: LanguageModel, reward: Reward):
         self.text_model, self.reward = text_model, reward
+        self.models = (text_model,)
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         texts = candidate_texts(self.text_model, query)
@@ -85,6 +86,11 @@ class RolloutSpec:
     def __post_init__(self):
         if self.implicit_reference is not None:
             require_shared_vocabulary(self.model, self.implicit_reference, "The implicit baseline reward β·log(ρ_BL/ρ_ref)")
+
+    @property
+    def models(self) -> tuple[LanguageModel, ...]:
+        """Every model the estimate runs (their forward tokens are the estimate's compute)."""
+        return tuple(m for m in (self.model, self.text_model, self.implicit_reference) if m is not None)
 
 
 @dataclass
@@ -162,7 +168,7 @@ class MeanRolloutValue:
     ``Q̂ = (1/N) Σ_i r(x, [y_<t, z, τ_i])``."""
 
     def __init__(self, spec: RolloutSpec):
-        self.spec = spec
+        self.spec, self.models = spec, spec.models
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         return ValueEstimate(score_rollouts(self.spec, query).rewards.mean(-1))
@@ -176,7 +182,7 @@ class IndirectValue:
     """
 
     def __init__(self, spec: RolloutSpec, normalise: bool = True):
-        self.spec, self.normalise = spec, normalise
+        self.spec, self.normalise, self.models = spec, normalise, spec.models
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         scores = score_rollouts(self.spec, query)
@@ -197,7 +203,7 @@ class SoftTransferValue:
     """
 
     def __init__(self, spec: RolloutSpec):
-        self.spec = spec
+        self.spec, self.models = spec, spec.models
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         log_ratio = score_rollouts(self.spec, query).log_ratio
