@@ -10,7 +10,7 @@ import typing
 from dataclasses import fields, replace
 
 from .config import DecodeConfig, RolesConfig, load_config_file, split_options
-from .errors import TQStarError
+from .errors import ConfigError, TQStarError
 
 COMPARE_METHODS = ("greedy", "args", "cd", "tq-direct")
 
@@ -43,6 +43,9 @@ def add_config_flags(parser: argparse.ArgumentParser, *configs) -> None:
             help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
             if f.type == "bool":
                 group.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_text)
+            elif str(f.type).startswith("list"):
+                group.add_argument(name, action="append", default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                   help=f"{f.metadata.get('help', '')} (repeatable)")
             else:
                 group.add_argument(name, type=_flag_type(str(f.type)), default=argparse.SUPPRESS,
                                    metavar=f.name.upper(), help=help_text, **extra)
@@ -66,6 +69,14 @@ def build_parser() -> argparse.ArgumentParser:
     from .align import AlignConfig
 
     add_config_flags(align, AlignConfig)
+    evaluate = commands.add_parser("eval", help="Compare methods over a prompt set; resumable run directory.")
+    from .evaluate import EvalConfig
+
+    evaluate.add_argument("--config", metavar="FILE", help="JSON or TOML file of eval options; flags override it.")
+    evaluate.add_argument("--quiet", action="store_true", help="No progress bar.")
+    add_config_flags(evaluate, EvalConfig)
+    report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
+    report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     from .bench import add_bench_flags
 
@@ -83,6 +94,10 @@ def main(argv: list[str] | None = None) -> int:
             return run_bench(args)
         if args.command == "align":
             return _align(args)
+        if args.command == "eval":
+            return _eval(args)
+        if args.command == "report":
+            return _report(args)
         return _generate(args)
     except TQStarError as exc:
         print(f"tqstar: error: {exc}", file=sys.stderr)
@@ -129,6 +144,28 @@ def _align(args) -> int:
     print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
           f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "
           f"{dev['adapter']['mean']:.4f} ± {dev['adapter']['stdev']:.4f}. Saved to {args.output}")
+    return 0
+
+
+def _eval(args) -> int:
+    from .evaluate import EvalConfig, run_eval
+    from .report import write_report
+
+    names = {f.name for f in fields(EvalConfig)}
+    options = load_config_file(args.config) if args.config else {}
+    unknown = sorted(set(options) - names)
+    if unknown:
+        raise ConfigError(f"Unknown eval option(s) in {args.config}: {', '.join(unknown)}. See 'tqstar eval --help'.")
+    options.update({k: v for k, v in vars(args).items() if k in names})
+    run_dir = run_eval(EvalConfig(**options), progress=not args.quiet)
+    print(f"Records in {run_dir / 'records.jsonl'}; report: {write_report(run_dir)}")
+    return 0
+
+
+def _report(args) -> int:
+    from .report import write_report
+
+    print(write_report(args.run_dir))
     return 0
 
 

@@ -1,0 +1,313 @@
+"""``tqstar eval``: run several decoding methods over a prompt set, one JSON Lines record per
+(method, prompt), resumable at any moment.
+
+Prompts are cut into fixed chunks of ``batch_size``; a chunk is the unit of work, of seeding and of
+writing. Its records are appended in one write, and on resume a chunk counts as done only when all
+its records are on disk, so a ``kill -9`` costs at most the chunks in flight and a rerun reproduces
+the same responses (the chunk's seed does not depend on what ran before it).
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, dataclass, field, fields, replace
+from pathlib import Path
+from typing import Any, Iterable
+
+from .config import DecodeConfig, RolesConfig, at_least, option
+from .errors import ConfigError
+
+RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
+
+#: Labelled method lists. Options follow each name: NAME[:key=value,...]; 'label' names the row.
+_INDIRECT = "tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment,rollout_temperature=1,label=tq-indirect"
+PRESETS: dict[str, dict[str, Any]] = {
+    "smoke": {"limit": 3, "max_new_tokens": 6, "methods": [
+        "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=2,label=best-of-n",
+        "args:top_k=3,label=args", "cd:top_k=3,horizon=3,label=cd", "tq-direct:top_k=3,horizon=3,label=tq-direct",
+        f"{_INDIRECT},top_k=3,horizon=3,num_rollouts=2"]},
+    "quick": {"limit": None, "max_new_tokens": 32, "methods": [
+        "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=8,label=best-of-n",
+        "args", "cd", "tq-direct", f"{_INDIRECT},top_k=5,num_rollouts=4"]},
+    "full": {"limit": None, "max_new_tokens": 128, "methods": [
+        "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=16,label=best-of-n",
+        "args", "cd:horizon=20,label=cd", "tq-direct:horizon=20,label=tq-direct",
+        f"{_INDIRECT},horizon=20,num_rollouts=4"]},
+}
+
+
+@dataclass
+class EvalConfig:
+    """What ``tqstar eval`` runs, on which prompts, and where it writes."""
+
+    output: str = option("", "Run directory: config.json, records.jsonl (one record per method and prompt).")
+    preset: str | None = option(None, "smoke (3 prompts, tests), quick (shipped test split, < 45 min on 2 CPU "
+                                      "cores), full (paper-sized responses).", choices=tuple(PRESETS))
+    methods: list[str] = option([], "A method to run, repeatable: NAME[:key=value,...] with DecodeConfig or "
+                                    "baseline options and an optional label=..., e.g. "
+                                    "'tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment'.")
+    sweep: list[str] = option([], "Extra runs of one method, repeatable: LABEL:option=v1,v2,... "
+                                  "e.g. 'tq-direct:alpha=0,0.5,2' or 'best-of-n:best_of=2,4,16'.")
+    prompts: str = option("tqstar", "Prompt source: 'tqstar' (shipped), a JSONL/CSV file, or a dataset name.")
+    prompt_field: str | None = option(None, "Field holding the prompt in a file or dataset.")
+    split: str = option("test", "Prompt split (tune on 'dev', report on 'test').")
+    limit: int | None = option(None, "Use only the first N prompts.")
+    reference: str = option("smollm2", "Reference model for every method.")
+    reward: str = option("helpful_harmless", "Target reward every method is judged by.")
+    baseline: str | None = option(None, "Default baseline of the methods that use one.")
+    max_new_tokens: int | None = option(None, "Most tokens per response (preset: smoke 6, quick 32, full 128).")
+    batch_size: int = option(8, "Prompts decoded together: the unit of work, of seeding and of resuming.")
+    seed: int = option(0, "Base seed; a chunk's seed is seed + its first prompt index.")
+    workers: int = option(1, "Processes on this machine (or Ray actors with --ray), each loading its models once.")
+    ray: str | None = option(None, "Ray cluster address ('auto', 'local' or HOST:PORT) to spread chunks over.")
+    judge_url: str | None = option(None, "OpenAI-compatible base URL of an LLM judge (e.g. https://api.openai.com/v1).")
+    judge_model: str | None = option(None, "Model name the judge endpoint serves.")
+    judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's API key.")
+    judge_against: str | None = option(None, "Label judged against every other method (default: the first tq-* one).")
+    device: str | None = option(None, "Device for every model.")
+    dtype: str | None = option(None, "Model dtype for every model.")
+
+    def __post_init__(self):
+        if not self.output:
+            raise ConfigError("eval needs a run directory. Pass --output DIR.")
+        if self.preset is not None:
+            if self.preset not in PRESETS:
+                raise ConfigError(f"Unknown preset {self.preset!r}. Use one of: {', '.join(PRESETS)}.")
+            preset = PRESETS[self.preset]
+            self.methods = list(self.methods) or list(preset["methods"])
+            self.limit = self.limit if self.limit is not None else preset["limit"]
+            self.max_new_tokens = self.max_new_tokens or preset["max_new_tokens"]
+        if not self.methods:
+            raise ConfigError("No methods to run. Name them with --methods NAME (repeatable) or pick --preset quick.")
+        self.max_new_tokens = self.max_new_tokens or 32
+        for name in ("max_new_tokens", "batch_size", "workers"):
+            at_least(name, getattr(self, name), 1)
+        if self.limit is not None:
+            at_least("limit", self.limit, 1)
+        if bool(self.judge_url) != bool(self.judge_model):
+            raise ConfigError("An LLM judge needs both --judge-url and --judge-model.")
+
+    @property
+    def run_identity(self) -> dict:
+        """The options a resumed run must share with the one it continues (not where it runs)."""
+        where = {"output", "workers", "ray", "judge_url", "judge_model", "judge_key_env", "judge_against"}
+        return {k: v for k, v in asdict(self).items() if k not in where}
+
+
+@dataclass
+class MethodSpec:
+    """One row of the comparison: a label and the configs that build its decoder."""
+
+    label: str
+    decode: DecodeConfig
+    roles: RolesConfig
+    sweep: dict | None = None  # {"of": label, "option": name, "value": v} for a sweep point
+
+    def as_record(self) -> dict:
+        return {"decode": asdict(self.decode), "roles": asdict(self.roles), "sweep": self.sweep}
+
+
+def method_specs(config: EvalConfig) -> list[MethodSpec]:
+    """Parse ``--methods`` and expand ``--sweep``; refuse unknown names, clashes and duplicates."""
+    specs = [_parse_method(text, config) for text in config.methods]
+    for text in config.sweep:
+        specs.extend(_expand_sweep(text, specs, config))
+    labels = [s.label for s in specs]
+    duplicates = sorted({label for label in labels if labels.count(label) > 1})
+    if duplicates:
+        raise ConfigError(f"Method label(s) {', '.join(duplicates)} appear twice. Give each a distinct "
+                          "label=... option.")
+    return specs
+
+
+def _parse_method(text: str, config: EvalConfig, extra: dict | None = None) -> MethodSpec:
+    name, _, rest = str(text).partition(":")
+    options = _parse_options(rest, text)
+    label = str(options.pop("label", None) or name + _suffix(options))
+    options.update(extra or {})
+    clash = sorted(set(options) & set(RUN_WIDE))
+    if clash:
+        raise ConfigError(f"Method {text!r} sets {', '.join(clash)}, which is one per run so that methods are "
+                          f"compared on the same models and reward. Use --{clash[0].replace('_', '-')} instead.")
+    decode_names = {f.name for f in fields(DecodeConfig)}
+    role_names = {f.name for f in fields(RolesConfig)}
+    unknown = sorted(set(options) - decode_names - role_names)
+    if unknown:
+        raise ConfigError(f"Method {text!r}: unknown option(s) {', '.join(unknown)}. Use DecodeConfig options "
+                          "(see 'tqstar generate --help'), baseline, baseline_reward or label.")
+    try:
+        decode = DecodeConfig(method=name, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                              seed=config.seed, **{k: v for k, v in options.items() if k in decode_names})
+    except TypeError as exc:
+        raise ConfigError(f"Method {text!r}: {exc}") from exc
+    roles = RolesConfig(**{**{k: getattr(config, k) for k in RUN_WIDE}, "baseline": config.baseline,
+                           **{k: v for k, v in options.items() if k in role_names}})
+    return MethodSpec(label, decode, roles)
+
+
+def _parse_options(text: str, whole: str) -> dict:
+    options = {}
+    for item in filter(None, (part.strip() for part in text.split(","))):
+        key, sep, value = item.partition("=")
+        if not sep or not key:
+            raise ConfigError(f"Method {whole!r}: option {item!r} is not key=value. Write e.g. 'tq-direct:top_k=5'.")
+        options[key.strip().replace("-", "_")] = _parse_value(value.strip())
+    return options
+
+
+def _parse_value(text: str):
+    lowered = text.lower()
+    if lowered in ("true", "false"):
+        return lowered == "true"
+    if lowered in ("none", "null", "eos"):
+        return None
+    for kind in (int, float):
+        try:
+            return kind(text)
+        except ValueError:
+            pass
+    return text
+
+
+def _suffix(options: dict) -> str:
+    return "[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]" if options else ""
+
+
+def _expand_sweep(text: str, specs: list[MethodSpec], config: EvalConfig) -> list[MethodSpec]:
+    label, _, assignment = text.partition(":")
+    option_name, sep, values = assignment.partition("=")
+    base = next((s for s in specs if s.label == label), None)
+    if base is None or not sep or not values:
+        raise ConfigError(f"Sweep {text!r} must read LABEL:option=v1,v2 with LABEL one of the methods "
+                          f"({', '.join(s.label for s in specs)}).")
+    option_name = option_name.strip().replace("-", "_")
+    if not hasattr(base.decode, option_name):
+        raise ConfigError(f"Sweep {text!r}: {option_name!r} is not a decoding option. See 'tqstar generate --help'.")
+    base.sweep = {"of": label, "option": option_name, "value": getattr(base.decode, option_name)}
+    points = []
+    for value in map(_parse_value, values.split(",")):
+        if value == getattr(base.decode, option_name):
+            continue  # the method itself is this point
+        decode = replace(base.decode, **{option_name: value})
+        points.append(MethodSpec(f"{label}[{option_name}={value}]", decode, base.roles,
+                                 {"of": label, "option": option_name, "value": value}))
+    return points
+
+
+# --- the run directory ---------------------------------------------------------------------------
+
+def records_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "records.jsonl"
+
+
+def read_records(run_dir: str | Path) -> list[dict]:
+    return read_jsonl(records_path(run_dir))
+
+
+def read_jsonl(path: Path) -> list[dict]:
+    """Every complete record; a last line cut short by a kill is ignored."""
+    if not path.is_file():
+        return []
+    records = []
+    for line in path.read_text(encoding="utf-8").splitlines():
+        try:
+            records.append(json.loads(line))
+        except json.JSONDecodeError:
+            break  # only the last line can be partial: appends are whole chunks
+    return records
+
+
+def _claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    path = out / "config.json"
+    identity = {**config.run_identity, "methods": {s.label: s.as_record() for s in specs}}
+    identity = json.loads(json.dumps(identity))  # tuples and lists compare alike once serialised
+    if path.is_file():
+        started = json.loads(path.read_text())
+        if started != identity:
+            changed = sorted(k for k in set(started) | set(identity) if started.get(k) != identity.get(k))
+            raise ConfigError(f"{out} holds a run started with other options ({', '.join(changed)}). Repeat the "
+                              "original command to resume it, or pass a new --output.")
+        return
+    partial = path.with_suffix(".partial")
+    partial.write_text(json.dumps(identity, indent=2))
+    os.replace(partial, path)
+
+
+def _keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]]) -> set[tuple[str, int]]:
+    """Rewrite records.jsonl with whole chunks only (no torn tail, no duplicate); return the done chunks."""
+    records = read_records(run_dir)
+    have = {(r["method"], r["prompt_index"]) for r in records}
+    done = {key for key, indices in chunks.items() if all((key[0], i) in have for i in indices)}
+    chunk_of = {(label, i): (label, start) for (label, start), indices in chunks.items() for i in indices}
+    kept = [r for r in records if chunk_of.get((r["method"], r["prompt_index"])) in done]
+    seen, unique = set(), []
+    for r in kept:
+        key = (r["method"], r["prompt_index"])
+        if key not in seen:
+            seen.add(key)
+            unique.append(r)
+    if records_path(run_dir).is_file():  # rewritten even when nothing was dropped: it may end in a torn line
+        partial = records_path(run_dir).with_suffix(".partial")
+        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in unique), encoding="utf-8")
+        os.replace(partial, records_path(run_dir))
+    return done
+
+
+def _append_chunk(run_dir: Path, records: list[dict]) -> None:
+    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    fd = os.open(records_path(run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
+    try:
+        os.write(fd, data)  # one write: a kill leaves at most one torn tail, dropped on resume
+        os.fsync(fd)
+    finally:
+        os.close(fd)
+
+
+# --- running ---------------------------------------------------------------------------------------
+
+@dataclass
+class Chunk:
+    """The unit of work: one method over consecutive prompts."""
+
+    spec: MethodSpec
+    start: int
+    prompts: list[str]
+
+    @property
+    def seed(self) -> int:
+        return self.spec.decode.seed + self.start
+
+
+def run_eval(config: EvalConfig, progress: bool = True) -> Path:
+    """Run every method over the prompts, continuing a run directory; return the directory."""
+    from .prompts import load_prompts
+
+    specs = method_specs(config)
+    prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
+    _claim_run_dir(config, specs)
+    run_dir = Path(config.output)
+    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size])
+              for spec in specs for start in range(0, len(prompts), config.batch_size)]
+    done = _keep_complete_chunks(run_dir, {(c.spec.label, c.start): list(range(c.start, c.start + len(c.prompts)))
+                                           for c in chunks})
+    todo = [c for c in chunks if (c.spec.label, c.start) not in done]
+    from .workers import run_chunks
+
+    for records in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
+        _append_chunk(run_dir, records)
+    if config.judge_url:
+        from .judge import judge_run
+
+        judge_run(config, specs)
+    return run_dir
+
+
+def _progress(items: Iterable, enabled: bool, todo: int, total: int):
+    if not enabled:
+        return items
+    from tqdm import tqdm
+
+    return tqdm(items, total=todo, desc=f"eval chunks ({total - todo} of {total} already done)", unit="chunk")

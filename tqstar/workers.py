@@ -1,0 +1,139 @@
+"""Where eval chunks run: in this process, in a pool of local processes, or on Ray actors. Each
+worker loads its models once and keeps them; a chunk's records do not depend on where it ran."""
+
+from __future__ import annotations
+
+import json
+import os
+from dataclasses import asdict, replace
+from typing import Iterator
+
+from .evaluate import Chunk, EvalConfig
+from .metrics import best_of_n_kl, diversity, path_log_prob, trace_kl
+
+
+class ChunkWorker:
+    """Runs chunks, loading each distinct set of roles once."""
+
+    def __init__(self, threads: int | None = None):
+        if threads:
+            import torch
+
+            torch.set_num_threads(threads)
+        self._roles: dict[str, object] = {}
+        self._coherence = None
+
+    def run(self, chunk: Chunk) -> list[dict]:
+        from .api import build_decoder
+
+        roles = self._load_roles(chunk.spec.roles)
+        decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
+        results = decoder.generate(chunk.prompts)
+        coherence = self._coherence_of([r.prompt for r in results], [r.text for r in results])
+        return [{
+            "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
+            "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
+            "kl": response_kl(r, chunk.spec.decode, roles), "diversity": diversity(r.text),
+            "coherence": coherence[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
+        } for i, r in enumerate(results)]
+
+    def _load_roles(self, config):
+        from .api import Roles
+
+        key = json.dumps(asdict(config), sort_keys=True)
+        if key not in self._roles:
+            self._roles[key] = Roles.load(config)
+        return self._roles[key]
+
+    def _coherence_of(self, prompts, texts) -> list[float]:
+        from .rewards import RelevanceReward
+
+        self._coherence = self._coherence or RelevanceReward()
+        return self._coherence.score(prompts, texts)
+
+
+def response_kl(result, decode, roles) -> float:
+    """KL(π ‖ ρ_ref) of the distribution the method picks tokens from, along its response (nats).
+
+    Value-guided methods with the reference as prior: the exact per-token KL of π_alg from the trace.
+    Other value-guided methods: the single-path estimate ``log π_alg(y) − log ρ_ref(y)``. Sampling or
+    greedy decoding of the reference: 0. Of the baseline: ``log ρ_BL(y) − log ρ_ref(y)``. Best-of-N:
+    the analytic ``log N − (N − 1)/N``.
+    """
+    if decode.method == "best-of-n":
+        return best_of_n_kl(decode.best_of)
+    if decode.method in ("greedy", "sample"):
+        if decode.proposal == "reference":
+            return 0.0
+        return _log_prob(roles.baseline, result) - _log_prob(roles.reference, result)
+    if decode.prior == "reference" and decode.method != "soft":
+        return trace_kl(result)
+    return path_log_prob(result) - _log_prob(roles.reference, result)
+
+
+def _log_prob(model, result) -> float:
+    """``log ρ(y | x)`` of a response, tokenised by ``model`` itself (vocabularies may differ)."""
+    tokens = model.encode(result.text)
+    if result.token_ids and result.token_ids[-1] in model.eos_token_ids:
+        tokens.append(result.token_ids[-1])
+    return model.continuation_logprobs([model.encode_prompt(result.prompt)], [[tokens]])[0][0]
+
+
+def run_chunks(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
+    """Each chunk's records as it finishes (in any order when chunks run in parallel)."""
+    if config.ray:
+        yield from _on_ray(chunks, config)
+    elif config.workers > 1:
+        yield from _in_processes(chunks, config.workers)
+    else:
+        worker = ChunkWorker()
+        for chunk in chunks:
+            yield worker.run(chunk)
+
+
+def _threads_each(workers: int) -> int:
+    return max(1, (os.cpu_count() or 1) // workers)
+
+
+_process_worker: ChunkWorker | None = None
+
+
+def _start_process(threads: int) -> None:
+    global _process_worker
+    _process_worker = ChunkWorker(threads)
+
+
+def _run_in_process(chunk: Chunk) -> list[dict]:
+    return _process_worker.run(chunk)
+
+
+def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
+    import multiprocessing
+    from concurrent.futures import ProcessPoolExecutor, as_completed
+
+    context = multiprocessing.get_context("spawn")  # torch and fork do not mix
+    with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process,
+                             initargs=(_threads_each(workers),)) as pool:
+        futures = [pool.submit(_run_in_process, chunk) for chunk in chunks]
+        for future in as_completed(futures):
+            yield future.result()
+
+
+def _on_ray(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
+    from .errors import ConfigError
+
+    try:
+        import ray
+        from ray.util import ActorPool
+    except ImportError as exc:
+        raise ConfigError("--ray needs Ray. Install it: pip install 'tqstar[ray]'") from exc
+    address = None if config.ray == "local" else config.ray
+    try:
+        ray.init(address=address, ignore_reinit_error=True, include_dashboard=False, log_to_driver=False,
+                 **({"num_cpus": max(config.workers, 1)} if address is None else {}))
+    except ConnectionError as exc:
+        raise ConfigError(f"Could not reach the Ray cluster at {config.ray!r}: {exc}. Start it with "
+                          "'ray start --head', or use --ray local.") from exc
+    actors = [ray.remote(ChunkWorker).remote(_threads_each(config.workers) if address is None else None)
+              for _ in range(config.workers)]
+    yield from ActorPool(actors).map_unordered(lambda actor, chunk: actor.run.remote(chunk), chunks)
