@@ -194,15 +194,16 @@ def _plot_curves(curves: dict, out: Path) -> None:
     matplotlib.use("Agg")
     import matplotlib.pyplot as plt
 
-    for key, label in (("loss", "DPO loss"), ("margins", "reward margin (chosen − rejected), nats × β")):
+    for key, title, unit in (("loss", "DPO loss", "loss (nats)"),
+                             ("margins", "DPO reward margin, chosen − rejected", "margin (β × nats)")):
         if not curves[key]:
             continue
         steps, values = zip(*curves[key])
-        fig, ax = plt.subplots(figsize=(5, 3.2))
+        fig, ax = plt.subplots(figsize=(6, 3.5))
         ax.plot(steps, values)
-        ax.set_xlabel("optimisation step")
-        ax.set_ylabel(label)
-        ax.set_title(f"{out.name}: {label}")
+        ax.set_xlabel("optimisation step (batch of pairs)")
+        ax.set_ylabel(unit)
+        ax.set_title(f"{out.name}: {title}", fontsize=10)
         fig.tight_layout()
         fig.savefig(out / f"{key}.png", dpi=120)
         plt.close(fig)
