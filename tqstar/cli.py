@@ -77,6 +77,10 @@ def build_parser() -> argparse.ArgumentParser:
     add_config_flags(evaluate, EvalConfig)
     report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
+    serve = commands.add_parser("serve", help="Serve the decoders over an OpenAI-compatible HTTP API.")
+    from .serve import ServeConfig
+
+    add_config_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     from .bench import add_bench_flags
 
@@ -88,6 +92,10 @@ def main(argv: list[str] | None = None) -> int:
     parser = build_parser()
     args = parser.parse_args(argv)
     try:
+        if args.command == "serve":
+            from .serve import run_serve
+
+            return run_serve(args)
         if args.command == "bench":
             from .bench import run_bench
 

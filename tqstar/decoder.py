@@ -9,7 +9,7 @@ from __future__ import annotations
 import json
 import time
 from dataclasses import asdict, dataclass, field
-from typing import Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 import torch
 
@@ -98,13 +98,21 @@ class ValueGuidedDecoder:
         # everything that runs a model in a step, so forward_tokens is the step's whole compute
         self.counted_models = (proposal, prior, *getattr(estimator, "models", ()))
 
-    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+    def generate(self, prompts: Sequence[str], on_token: Callable[[int, int], bool] | None = None
+                 ) -> list[GenerationResult]:
+        """Decode one response per prompt.
+
+        ``on_token(index, token)``, when given, sees every token as it is chosen for ``prompts[index]``;
+        returning True ends that response there (a server streams, cancels and applies per-request limits
+        with it).
+        """
         results = []
         for start in range(0, len(prompts), self.settings.batch_size):
-            results.extend(self._generate_batch(list(prompts[start:start + self.settings.batch_size])))
+            batch = list(prompts[start:start + self.settings.batch_size])
+            results.extend(self._generate_batch(batch, on_token, start))
         return results
 
-    def _generate_batch(self, prompts: list[str]) -> list[GenerationResult]:
+    def _generate_batch(self, prompts: list[str], on_token=None, offset: int = 0) -> list[GenerationResult]:
         started, counted = time.perf_counter(), _forward_tokens(*self.counted_models)
         budget = self.settings.max_new_tokens
         prior_prompts = [check_prompt(self.prior, p, budget) for p in prompts]
@@ -121,8 +129,9 @@ class ValueGuidedDecoder:
                                 [traces[b] for b in active])
             for b, token in zip(active, chosen):
                 responses[b].append(token)
-            active = [b for b in active
-                      if responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budget]
+            stopped = {b for b, token in zip(active, chosen) if on_token is not None and on_token(offset + b, token)}
+            active = [b for b in active if b not in stopped
+                      and responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budget]
         texts = [self.proposal.decode(r) for r in responses]
         rewards = checked_scores(self.reward, prompts, texts) if self.reward else [None] * len(prompts)
         seconds = (time.perf_counter() - started) / len(prompts)

@@ -1,0 +1,198 @@
+"""The FastAPI app of ``tqstar serve``: routes, API key, body limits, streaming and disconnects."""
+
+from __future__ import annotations
+
+import asyncio
+import hmac
+import json
+import time
+from contextlib import asynccontextmanager
+
+from fastapi import FastAPI, Request
+from fastapi.responses import JSONResponse, Response, StreamingResponse
+from starlette.exceptions import HTTPException
+
+from .api import Roles, build_decoder
+from .config import DecodeConfig
+from .errors import TQStarError
+from .serve import ServeConfig
+from .serve_engine import Engine, Job, QueueFull
+from .serve_protocol import (ApiError, Catalog, Limits, MethodRequest, RawRequest, chunk, evidence, method_response,
+                             new_id, parse_chat, parse_completion, raw_response, usage_chunk)
+
+#: How often a waiting non-streaming request checks whether its client is still there.
+POLL_SECONDS = 0.25
+
+
+class _Gone(Exception):
+    """The client closed the connection before its answer was ready."""
+
+
+def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_names: dict[str, str]) -> FastAPI:
+    """An app serving ``roles`` with ``defaults`` as every request's starting options."""
+    engine = Engine(roles, config.max_batch, config.queue_size)
+    catalog = Catalog(defaults, raw_names)
+    limits = Limits(config.max_tokens, config.max_samples, config.max_logprobs)
+
+    @asynccontextmanager
+    async def lifespan(app):
+        yield
+        engine.stop()
+
+    app = FastAPI(title="tqstar", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
+    app.state.engine = engine
+    if config.api_key:
+        app.add_middleware(_RequireKey, key=config.api_key)
+    app.add_exception_handler(ApiError, lambda request, exc: _error(exc))
+    app.add_exception_handler(HTTPException, lambda request, exc: _error(
+        ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. The API offers "
+                                  "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.",
+                 code="not_found" if exc.status_code == 404 else None)))
+
+    @app.get("/health")
+    async def health():
+        return engine.health()
+
+    @app.get("/v1/models")
+    async def models():
+        return {"object": "list", "data": _model_cards(catalog, roles)}
+
+    @app.post("/v1/chat/completions")
+    async def chat_completions(request: Request):
+        body = await _read_json(request, config.max_body_bytes)
+        return await _answer(request, parse_chat(body, catalog, limits), engine, roles, config)
+
+    @app.post("/v1/completions")
+    async def completions(request: Request):
+        body = await _read_json(request, config.max_body_bytes)
+        return await _answer(request, parse_completion(body, catalog, limits), engine, roles, config)
+
+    return app
+
+
+def _model_cards(catalog: Catalog, roles: Roles) -> list[dict]:
+    created = int(time.time())
+    cards = []
+    for name in catalog.model_ids() + ["reference", "baseline"]:
+        card = {"id": name, "object": "model", "created": created, "owned_by": "tqstar"}
+        if name in catalog.raw:  # what a remote client reads the context length from, like vLLM's
+            card["max_model_len"] = (roles.reference if catalog.raw[name] == "reference" else roles.baseline).max_length
+        cards.append(card)
+    return cards
+
+
+async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: Engine, roles: Roles,
+                  config: ServeConfig) -> Response:
+    if isinstance(parsed, MethodRequest):
+        try:  # option combinations the decoder refuses (e.g. tq-indirect without r_BL) fail before queueing
+            build_decoder(parsed.config, roles)
+        except TQStarError as exc:
+            raise ApiError(422, str(exc), None, "invalid_option") from None
+    job = Job(parsed, asyncio.get_running_loop())
+    try:
+        engine.submit(job)
+    except QueueFull:
+        raise ApiError(429, f"The server is busy: {config.queue_size} requests are already waiting. Retry in a "
+                            "moment.", None, "queue_full", "rate_limit_error") from None
+    try:
+        event = await _next_event(job, request)
+        if isinstance(parsed, MethodRequest) and parsed.stream:
+            return StreamingResponse(_stream(job, parsed), media_type="text/event-stream",
+                                     headers={"Cache-Control": "no-cache"})
+        while event[0] not in ("done", "error"):
+            event = await _next_event(job, request)
+    except _Gone:
+        return Response(status_code=499)
+    if event[0] == "error":
+        raise event[1]
+    if isinstance(parsed, RawRequest):
+        return JSONResponse(raw_response(parsed, event[1]))
+    return JSONResponse(method_response(parsed, new_id(parsed.chat), event[1]))
+
+
+async def _next_event(job: Job, request: Request) -> tuple:
+    """The job's next event, cancelling the job when its client has gone away."""
+    while True:
+        try:
+            event = await asyncio.wait_for(job.events.get(), POLL_SECONDS)
+        except asyncio.TimeoutError:
+            if await request.is_disconnected():
+                job.cancel()
+                raise _Gone from None
+            continue
+        if event[0] == "error" and not isinstance(event[1], ApiError):
+            return ("error", ApiError(500, str(event[1]), kind="server_error"))
+        return event
+
+
+async def _stream(job: Job, request: MethodRequest):
+    """Server-sent events: a chunk per token, a last chunk with the finish reason, then ``[DONE]``."""
+    answer_id = new_id(request.chat)
+    try:
+        if request.chat:
+            yield _sse(chunk(request, answer_id, None, first=True))
+        while True:
+            kind, *data = await job.events.get()
+            if kind == "token" and data[1]:
+                yield _sse(chunk(request, answer_id, data[1]))
+            elif kind == "done":
+                done = data[0]
+                yield _sse(chunk(request, answer_id, None, done["finish_reason"], tqstar=evidence(request, done)))
+                if request.include_usage:
+                    yield _sse(usage_chunk(request, answer_id, done))
+                break
+            elif kind == "error":
+                yield _sse(data[0].body())
+                break
+        yield "data: [DONE]\n\n"
+    finally:  # the client went away (or the answer is complete): stop decoding this row
+        job.cancel()
+
+
+def _sse(payload: dict) -> str:
+    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
+
+
+async def _read_json(request: Request, limit: int) -> dict:
+    """The body as a JSON object, refusing oversized (413) and malformed (400) bodies."""
+    too_large = ApiError(413, f"The request body exceeds {limit} bytes (the server's --max-body-bytes). Send a "
+                              "shorter prompt.", None, "request_too_large")
+    declared = request.headers.get("content-length", "")
+    if declared.isdigit() and int(declared) > limit:
+        raise too_large
+    raw = bytearray()
+    async for part in request.stream():
+        raw += part
+        if len(raw) > limit:
+            raise too_large
+    try:
+        body = json.loads(raw)
+    except (ValueError, UnicodeDecodeError) as exc:
+        raise ApiError(400, f"The body is not valid JSON ({exc}). Send a JSON object.", None, "invalid_json") from None
+    if not isinstance(body, dict):
+        raise ApiError(400, "The body must be a JSON object.", None, "invalid_json")
+    return body
+
+
+def _error(exc: ApiError) -> JSONResponse:
+    headers = {"Retry-After": "1"} if exc.status == 429 else None
+    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+
+
+class _RequireKey:
+    """Refuse every request without ``Authorization: Bearer KEY`` (plain ASGI, so streaming is untouched)."""
+
+    def __init__(self, app, key: str):
+        self.app, self.expected = app, f"Bearer {key}".encode()
+
+    async def __call__(self, scope, receive, send):
+        if scope["type"] == "http":
+            given = dict(scope.get("headers") or []).get(b"authorization", b"")
+            if not hmac.compare_digest(given, self.expected):
+                error = ApiError(401, "Missing or wrong API key. Send the header 'Authorization: Bearer KEY' with "
+                                      "the key the server was started with (--api-key or TQSTAR_API_KEY).",
+                                 None, "invalid_api_key", "authentication_error")
+                await _error(error)(scope, receive, send)
+                return
+        await self.app(scope, receive, send)
+

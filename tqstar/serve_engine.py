@@ -1,0 +1,338 @@
+"""The engine behind ``tqstar serve``: a bounded queue, batches of compatible requests, one model thread.
+
+Models run on one worker thread (they keep a prefix cache and are not thread-safe); the HTTP side only
+queues jobs and reads their events. Requests batch together when they would build the same decoder:
+the same ``DecodeConfig`` except ``max_new_tokens`` (each row stops at its own limit through the
+decoder's ``on_token`` hook) and the seed (for deterministic settings only, so a seeded stochastic
+request always gets the same answer). A request that arrives while a batch runs waits for the next one.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import random
+import threading
+import time
+from collections import Counter, deque
+from dataclasses import asdict, dataclass, field, replace
+
+import torch
+
+from .api import Roles, build_decoder
+from .decoder import ValueGuidedDecoder
+from .errors import PromptError, TQStarError
+from .lm import check_prompt
+from .serve_protocol import ApiError, MethodRequest, RawRequest
+
+#: Rows of per-position log-probs computed at once for a raw completion.
+LOGPROB_ROWS = 64
+
+
+class QueueFull(Exception):
+    """The queue holds as many waiting requests as it may."""
+
+
+@dataclass(eq=False)
+class Job:
+    """One request on its way through the engine; events go back to the HTTP side's event loop."""
+
+    request: MethodRequest | RawRequest
+    loop: asyncio.AbstractEventLoop
+    events: asyncio.Queue = field(default_factory=asyncio.Queue)
+    cancelled: threading.Event = field(default_factory=threading.Event)
+    tokens: list[int] = field(default_factory=list)
+    sent: str = ""  # text already streamed
+    prompt_ids: list[int] = field(default_factory=list)  # raw requests: the prompt as token ids
+    prompt_tokens: int = 0  # for usage: the prompt's length in the output model's tokens
+    lengths: dict[int, int] = field(default_factory=dict)  # id(model) → prompt length in its tokens
+
+    @property
+    def max_tokens(self) -> int:
+        request = self.request
+        return request.config.max_new_tokens if isinstance(request, MethodRequest) else request.max_tokens
+
+    def key(self) -> tuple:
+        """Jobs with equal keys run in one decoder batch."""
+        request = self.request
+        if isinstance(request, RawRequest):
+            return ("raw", request.role, request.temperature, request.n,
+                    request.seed if request.temperature > 0 else None)
+        config = request.config
+        if _stochastic(config):
+            return ("alone", id(self))  # its own generator, seeded by its own seed
+        budget = config.max_new_tokens if config.method in ("greedy", "sample", "best-of-n") else 0
+        return ("method", tuple(sorted(asdict(replace(config, max_new_tokens=1, seed=0, batch_size=1)).items())),
+                budget)
+
+    def emit(self, *event) -> None:
+        try:
+            self.loop.call_soon_threadsafe(self.events.put_nowait, event)
+        except RuntimeError:  # the server's loop is gone: nobody is listening
+            self.cancelled.set()
+
+    def cancel(self) -> None:
+        self.cancelled.set()
+
+
+def _stochastic(config) -> bool:
+    return (config.method in ("sample", "best-of-n") or config.selection == "sample"
+            or (config.uses_rollouts and config.rollout_temperature > 0))
+
+
+class Engine:
+    """Queue, batcher and model thread."""
+
+    def __init__(self, roles: Roles, max_batch: int, queue_size: int):
+        self.roles, self.max_batch, self.queue_size = roles, max_batch, queue_size
+        self.waiting: deque[Job] = deque()
+        self.condition = threading.Condition()
+        self.running = 0
+        self.stats: Counter = Counter()
+        self._stop = False
+        self.thread = threading.Thread(target=self._loop, name="tqstar-engine", daemon=True)
+        self.thread.start()
+
+    # ---- HTTP side -----------------------------------------------------------------------
+    def submit(self, job: Job) -> None:
+        with self.condition:
+            if len(self.waiting) >= self.queue_size:
+                self.stats["rejected"] += 1
+                raise QueueFull
+            self.waiting.append(job)
+            self.stats["accepted"] += 1
+            self.condition.notify()
+
+    def health(self) -> dict:
+        with self.condition:
+            return {"status": "ok", "queued": len(self.waiting), "running": self.running, **self.stats}
+
+    def stop(self) -> None:
+        with self.condition:
+            self._stop = True
+            self.condition.notify_all()
+        self.thread.join(timeout=5)
+
+    # ---- model thread --------------------------------------------------------------------
+    def _loop(self) -> None:
+        while True:
+            batch = self._take()
+            if batch is None:
+                return
+            try:
+                if isinstance(batch[0].request, RawRequest):
+                    self._run_raw(batch)
+                else:
+                    self._run_method(batch)
+            except Exception as exc:  # one failed batch must not stop the server
+                self.stats["failed"] += len(batch)
+                for job in batch:
+                    job.emit("error", _as_api_error(exc))
+            finally:
+                with self.condition:
+                    self.running = 0
+
+    def _take(self) -> list[Job] | None:
+        """The oldest live job and every queued job with its key, up to ``max_batch``."""
+        with self.condition:
+            while True:
+                while self.waiting and self.waiting[0].cancelled.is_set():
+                    self.waiting.popleft()
+                    self.stats["cancelled"] += 1
+                if self.waiting or self._stop:
+                    break
+                self.condition.wait()
+            if self._stop:
+                return None
+            first = self.waiting.popleft()
+            key, batch = first.key(), [first]
+            for job in list(self.waiting):
+                if len(batch) == self.max_batch:
+                    break
+                if not job.cancelled.is_set() and job.key() == key:
+                    self.waiting.remove(job)
+                    batch.append(job)
+            self.running = len(batch)
+            return batch
+
+    def _requeue(self, jobs: list[Job]) -> None:
+        with self.condition:
+            self.waiting.extendleft(reversed(jobs))
+            self.condition.notify()
+
+    # ---- tqstar methods ------------------------------------------------------------------
+    def _run_method(self, jobs: list[Job]) -> None:
+        budget = max(job.max_tokens for job in jobs)
+        config = replace(jobs[0].request.config, max_new_tokens=budget, batch_size=len(jobs))
+        decoder = build_decoder(config, self.roles)
+        stepwise = isinstance(decoder, ValueGuidedDecoder)
+        output = decoder.proposal if stepwise else decoder.model
+        models = [decoder.proposal, decoder.prior] if stepwise else [decoder.model]
+        jobs = self._admit(jobs, models, output, budget)
+        if not jobs:
+            return
+        for job in jobs:
+            job.emit("start")
+
+        def on_token(index: int, token: int) -> bool:
+            job = jobs[index]
+            self._push(job, output, token)
+            if job.cancelled.is_set():
+                self.stats["cancelled"] += 1
+                return True
+            return len(job.tokens) >= job.max_tokens
+
+        prompts = [job.request.prompt for job in jobs]
+        results = decoder.generate(prompts, on_token=on_token) if stepwise else decoder.generate(prompts)
+        for job, result in zip(jobs, results):
+            if not stepwise:  # whole responses at once: stream them token by token now
+                for token in result.token_ids:
+                    self._push(job, output, token)
+            self._finish(job, output, result)
+
+    def _admit(self, jobs: list[Job], models, output, budget: int) -> list[Job]:
+        """Refuse prompts that do not fit; requeue those that fit alone but not with the batch budget."""
+        admitted, later = [], []
+        for job in jobs:
+            try:
+                for model in models:
+                    job.lengths[id(model)] = len(check_prompt(model, job.request.prompt, job.max_tokens))
+            except PromptError as exc:
+                job.emit("error", ApiError(400, str(exc), "messages" if job.request.chat else "prompt",
+                                           "context_length_exceeded"))
+                continue
+            job.prompt_tokens = job.lengths[id(output)]
+            fits = all(job.lengths[id(m)] + budget <= m.max_length for m in models)
+            (admitted if fits else later).append(job)
+        if later:
+            if admitted:
+                self._requeue(later)
+            else:  # cannot happen for one job, which fits its own budget; keep the oldest going
+                admitted, rest = later[:1], later[1:]
+                self._requeue(rest)
+        return admitted
+
+    def _push(self, job: Job, model, token: int) -> None:
+        """Record a token and stream the text it completes (held back while a character is partial)."""
+        job.tokens.append(token)
+        self.stats["generated_tokens"] += 1
+        text = model.decode(job.tokens)
+        if text.endswith("\ufffd") or not text.startswith(job.sent):
+            return
+        delta, job.sent = text[len(job.sent):], text
+        job.emit("token", token, delta)
+
+    def _finish(self, job: Job, model, result) -> None:
+        rest = result.text[len(job.sent):] if result.text.startswith(job.sent) else ""
+        if rest:
+            job.emit("token", None, rest)
+        last = result.token_ids[-1] if result.token_ids else None
+        self.stats["completed"] += 1
+        job.emit("done", {
+            "text": result.text, "token_ids": result.token_ids, "reward": result.reward,
+            "seconds": result.seconds, "forward_tokens": result.forward_tokens,
+            "finish_reason": "stop" if last in model.eos_token_ids else "length",
+            "prompt_tokens": job.prompt_tokens, "completion_tokens": len(result.token_ids),
+            "trace": result.trace_records() if job.request.trace else None})
+
+    # ---- raw models ----------------------------------------------------------------------
+    def _run_raw(self, jobs: list[Job]) -> None:
+        first = jobs[0].request
+        model = self.roles.reference if first.role == "reference" else self.roles.baseline
+        jobs = [job for job in jobs if self._raw_prompt(job, model)]
+        generating = [job for job in jobs if job.max_tokens > 0]
+        samples = []
+        if generating:
+            generator = torch.Generator()
+            generator.manual_seed(first.seed if first.seed is not None else random.getrandbits(63))
+            samples = model.sample_continuations([job.prompt_ids for job in generating], None, first.n,
+                                                 max(job.max_tokens for job in generating) - 1,
+                                                 first.temperature, generator)
+        sampled = {id(job): [c.tokens[:job.max_tokens] for c in row[0]] for job, row in zip(generating, samples)}
+        for job in jobs:
+            outputs = sampled.get(id(job), [()] * job.request.n)
+            choices = [self._raw_choice(job, model, list(tokens)) for tokens in outputs]
+            self.stats["completed"] += 1
+            self.stats["generated_tokens"] += sum(len(t) for t in outputs)
+            job.emit("done", {"choices": choices, "prompt_tokens": len(job.prompt_ids),
+                              "completion_tokens": sum(len(t) for t in outputs)})
+
+    def _raw_prompt(self, job: Job, model) -> bool:
+        request = job.request
+        ids = model.encode(request.prompt) if isinstance(request.prompt, str) else list(request.prompt)
+        vocabulary = len(model.tokenizer) if hasattr(model, "tokenizer") else None
+        problem = None
+        if not ids:
+            problem = ApiError(400, "The prompt encodes to no tokens. Send some text or token ids.", "prompt",
+                               "invalid_prompt")
+        elif vocabulary is not None and max(ids) >= vocabulary:
+            problem = ApiError(422, f"Token id {max(ids)} is outside the vocabulary (size {vocabulary}).", "prompt",
+                               "invalid_prompt")
+        elif len(ids) + job.max_tokens > model.max_length:
+            problem = ApiError(400, f"The prompt is {len(ids)} tokens; with max_tokens={job.max_tokens} it exceeds "
+                                    f"the model context of {model.max_length}. Shorten it or lower max_tokens.",
+                               "prompt", "context_length_exceeded")
+        if problem is not None:
+            job.emit("error", problem)
+            return False
+        job.prompt_ids = ids
+        return True
+
+    def _raw_choice(self, job: Job, model, tokens: list[int]) -> dict:
+        request = job.request
+        prompt = job.prompt_ids
+        text = model.decode(tokens) if not request.echo else model.decode(prompt) + model.decode(tokens)
+        finish = "stop" if tokens and tokens[-1] in model.eos_token_ids else "length"
+        choice = {"text": text, "logprobs": None, "finish_reason": finish}
+        if request.logprobs is not None:
+            choice["logprobs"] = _logprobs(model, prompt, tokens, request.logprobs, request.echo, request.token_ids)
+        return choice
+
+
+def _logprobs(model, prompt: list[int], tokens: list[int], top: int, echo: bool, as_ids: bool) -> dict:
+    """OpenAI's legacy ``logprobs`` object: each token, its log-prob and the top alternatives (at T = 1)."""
+    sequence = [*prompt, *tokens]
+    start = 1 if echo else len(prompt)  # the first prompt token has no log-prob
+    positions = list(range(start, len(sequence)))
+    rows = []
+    for begin in range(0, len(positions), LOGPROB_ROWS):
+        chunk = positions[begin:begin + LOGPROB_ROWS]
+        rows.append(model.next_token_logprobs([sequence[:p] for p in chunk]))
+    dists = torch.cat(rows) if rows else torch.empty(0)
+
+    def name(token: int) -> str:
+        return f"token_id:{token}" if as_ids else model.decode([token])
+
+    shown = [*([sequence[0]] if echo else []), *(sequence[p] for p in positions)]
+    token_logprobs = [None] if echo else []
+    top_logprobs = [None] if echo else []
+    for row, p in enumerate(positions):
+        dist, token = dists[row], sequence[p]
+        token_logprobs.append(float(dist[token]))
+        best = dist.topk(top).indices.tolist() if top else []
+        top_logprobs.append({name(t): float(dist[t]) for t in dict.fromkeys([*best, token])})
+    offsets, offset = [], 0
+    for token in shown:
+        offsets.append(offset)
+        offset += len(model.decode([token]))
+    return {"tokens": [name(t) for t in shown], "token_logprobs": token_logprobs, "top_logprobs": top_logprobs,
+            "text_offset": offsets}
+
+
+def _as_api_error(exc: Exception) -> ApiError:
+    if isinstance(exc, ApiError):
+        return exc
+    if isinstance(exc, TQStarError):
+        return ApiError(422 if isinstance(exc, ValueError) else 500, str(exc), None, type(exc).__name__,
+                        "invalid_request_error" if isinstance(exc, ValueError) else "server_error")
+    return ApiError(500, f"Decoding failed: {type(exc).__name__}: {exc}", None, "internal_error", "server_error")
+
+
+def wait_idle(engine: Engine, timeout: float = 10.0) -> bool:
+    """Wait until nothing is queued or running (tests, load runs)."""
+    deadline = time.monotonic() + timeout
+    while time.monotonic() < deadline:
+        health = engine.health()
+        if not health["queued"] and not health["running"]:
+            return True
+        time.sleep(0.02)
+    return False
