@@ -73,3 +73,23 @@ def test_bad_input_exits_2_with_one_clear_line(tiny_flags, args, message):
 def test_unknown_flag_exits_2():
     out = run("generate", "Hi", "--no-such-flag")
     assert out.returncode == 2 and "Traceback" not in out.stderr
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("transfer", [
+    ["--method", "tq-direct", "--baseline", "bl-helpful-harmless"],
+    ["--method", "tq-indirect", "--baseline", "bl-sentiment", "--baseline-reward", "sentiment",
+     "--num-rollouts", "2", "--rollout-temperature", "1"],
+    ["--method", "tq-indirect", "--baseline", "bl-sentiment", "--baseline-reward", "implicit",
+     "--num-rollouts", "2", "--rollout-temperature", "1"],
+])
+def test_direct_and_indirect_transfer_run_with_the_shipped_adapters(transfer, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    out = run("generate", "How can I sleep better?", "--max-new-tokens", "2", "--top-k", "2", "--horizon", "2",
+              "--quiet", "--json", "--trace", str(trace), *transfer)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["method"] == transfer[1]
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert len(steps) >= 1 and all(len(s["values"]) == 2 for s in steps)
+    if transfer[1] == "tq-indirect":
+        assert all(len(w) == 2 for s in steps for w in s["weights"])  # two rollouts weighted per candidate
