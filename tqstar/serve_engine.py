@@ -152,6 +152,7 @@ class Engine:
                     self.waiting.remove(job)
                     batch.append(job)
             self.running = len(batch)
+            self.stats["batches"] += 1
             return batch
 
     def _requeue(self, jobs: list[Job]) -> None:
