@@ -8,6 +8,8 @@ Specs, in the order they are tried:
 * a path to a ``.gguf`` file (transformers reads it through ``gguf``), cached the same way;
 * a directory holding a PEFT adapter (``adapter_config.json``), loaded on top of its base model;
 * a directory holding a transformers model (``config.json``);
+* ``openai:http://HOST:PORT/v1#MODEL``: a model served by an OpenAI-compatible completions endpoint
+  (vLLM, ``tqstar serve``), with a local tokenizer (``tqstar.remote``);
 * any other string is taken as a Hugging Face hub id (needs the network, or a filled HF cache).
 
 Loaded models are memoised per (spec, device, dtype), so that one model serving as reference and
@@ -66,6 +68,10 @@ def resolve_dtype(dtype: str | None, device: str):
 
 
 def _load(spec: str, device: str | None, dtype: str | None) -> LanguageModel:
+    if spec.startswith("openai:"):
+        from .remote import load_remote_model
+
+        return load_remote_model(spec, device, dtype)
     from transformers.utils import logging as transformers_logging
 
     from .hf import HFLanguageModel

@@ -1,0 +1,368 @@
+"""A remote OpenAI-compatible *completions* endpoint (vLLM, ``tqstar serve``) as a ``LanguageModel``.
+
+Spec: ``openai:http://HOST:PORT/v1#MODEL`` with optional ``?key=value&...`` options (``RemoteSpec``).
+
+Token ids stay exact both ways: prompts go out as token-id lists (``prompt: list[int]``) and tokens come
+back as ``"token_id:N"`` strings (vLLM's ``return_tokens_as_token_ids``). A local tokenizer only turns
+text into ids and back, so a remote baseline shares its ids with a local reference of the same family.
+
+How the protocol's calls map to requests (the requests of one call run concurrently):
+
+* ``next_token_logprobs``: ``max_tokens=1, temperature=0, logprobs=L`` → the top-L log-probs; every
+  other token gets −inf, so a remote model proposes at most L candidates (keep ``top_k ≤ L``).
+* ``sample_continuations``: one request per prefix and branch token ``z``: ``prompt = prefix + [z]``,
+  ``n = N``, ``max_tokens = H``; ``log ρ(z | prefix)`` comes from the prefix's top-L log-probs (or an
+  echo request when ``z`` is not among them).
+* ``continuation_logprobs``: ``echo=True`` returns the prompt's token log-probs; the continuation's
+  sum is read off its positions.
+"""
+
+from __future__ import annotations
+
+import json
+import math
+import os
+import random
+import time
+from concurrent.futures import ThreadPoolExecutor
+from dataclasses import dataclass, fields
+from typing import Sequence
+from urllib.parse import parse_qsl, urlsplit
+
+import torch
+
+from .errors import ModelLoadError
+from .hf import HFLanguageModel, _vocab_fingerprint
+from .lm import Continuation
+
+PREFIX = "openai:"
+API_KEY_ENV = "TQSTAR_REMOTE_API_KEY"
+#: Answers worth retrying: rate limiting and server-side failures.
+TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
+TOKEN_ID = "token_id:"
+
+
+class RemoteModelError(ModelLoadError):
+    """A remote endpoint cannot be reached, refuses a request, or answers without what tqstar needs."""
+
+
+@dataclass(frozen=True)
+class RemoteSpec:
+    """Where the remote model lives and how to talk to it."""
+
+    url: str  # base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1
+    model: str  # the served model name (the request's "model" field)
+    tokenizer: str | None = None  # local model spec whose tokenizer maps text ↔ ids; default: model
+    top_logprobs: int = 20  # L: log-probs asked per next-token query (vLLM's default --max-logprobs)
+    concurrency: int = 16  # requests in flight at once
+    timeout: float = 120.0  # seconds per request
+    retries: int = 4  # extra attempts on connect errors, timeouts, 429 and 5xx
+    max_length: int | None = None  # context length; default: the server's max_model_len
+
+    def __post_init__(self):
+        parts = urlsplit(self.url)
+        if parts.scheme not in ("http", "https") or not parts.netloc:
+            raise ModelLoadError(f"Remote model URL {self.url!r} is not an http(s) URL. "
+                                 "Write openai:http://HOST:PORT/v1#MODEL.")
+        if not self.model:
+            raise ModelLoadError(f"Remote spec for {self.url} names no model. Write openai:{self.url}#MODEL.")
+        for name, lowest in (("top_logprobs", 1), ("concurrency", 1), ("retries", 0), ("max_length", 2)):
+            value = getattr(self, name)
+            if value is not None and value < lowest:
+                raise ModelLoadError(f"Remote option {name}={value} must be ≥ {lowest}.")
+        if not self.timeout > 0:
+            raise ModelLoadError(f"Remote option timeout={self.timeout} must be > 0 seconds.")
+
+    @classmethod
+    def parse(cls, spec: str) -> "RemoteSpec":
+        """``openai:URL#MODEL?option=value&...`` → a spec, refusing unknown options."""
+        if not spec.startswith(PREFIX) or "#" not in spec:
+            raise ModelLoadError(f"Remote model spec {spec!r} needs the form openai:http://HOST:PORT/v1#MODEL "
+                                 "(options after '?', e.g. #MODEL?tokenizer=smollm2).")
+        url, _, rest = spec[len(PREFIX):].partition("#")
+        model, _, query = rest.partition("?")
+        types = {f.name: f.type for f in fields(cls)}
+        options = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key in ("url", "model") or key not in types:
+                known = ", ".join(k for k in types if k not in ("url", "model"))
+                raise ModelLoadError(f"Unknown remote option {key!r} in {spec!r}. Known options: {known}.")
+            options[key] = _convert(key, value, str(types[key]))
+        return cls(url.rstrip("/"), model, **options)
+
+
+def _convert(key: str, value: str, annotation: str):
+    try:
+        if annotation.startswith("int"):
+            return int(value)
+        if annotation.startswith("float"):
+            return float(value)
+    except ValueError:
+        raise ModelLoadError(f"Remote option {key}={value!r} must be a number.") from None
+    return value
+
+
+class _Client:
+    """JSON over HTTP with retries, backoff and a pool for concurrent requests."""
+
+    def __init__(self, spec: RemoteSpec):
+        import httpx
+
+        self.spec, self.httpx = spec, httpx
+        key = os.environ.get(API_KEY_ENV)
+        headers = {"Authorization": f"Bearer {key}"} if key else {}
+        limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
+        self.http = httpx.Client(base_url=spec.url + "/", timeout=spec.timeout, headers=headers, limits=limits)
+        self.pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix="tqstar-remote")
+
+    def get(self, path: str) -> dict:
+        return self._request("GET", path, None)
+
+    def post_all(self, path: str, bodies: Sequence[dict]) -> list[dict]:
+        """POST every body concurrently; answers in the order of ``bodies``."""
+        if len(bodies) == 1:
+            return [self._request("POST", path, bodies[0])]
+        return list(self.pool.map(lambda body: self._request("POST", path, body), bodies))
+
+    def _request(self, method: str, path: str, body: dict | None) -> dict:
+        failure = ""
+        for attempt in range(self.spec.retries + 1):
+            if attempt:
+                time.sleep(wait)
+            try:
+                response = self.http.request(method, path, json=body)
+            except self.httpx.TransportError as exc:  # refused or dropped connection, timeout
+                failure, wait = f"{type(exc).__name__}: {exc}", _backoff(attempt)
+                continue
+            if response.status_code < 400:
+                return _json(response, self.spec)
+            failure = f"HTTP {response.status_code}: {_error_message(response)}"
+            if response.status_code not in TRANSIENT_STATUS:
+                raise RemoteModelError(f"{self.spec.url}/{path} refused the request ({failure}).")
+            wait = _retry_after(response)
+            wait = _backoff(attempt) if wait is None else wait
+        raise RemoteModelError(
+            f"{self.spec.url}/{path} failed after {self.spec.retries + 1} attempt(s) ({failure}). Check that the "
+            "server is running and reachable, or raise ?timeout= / ?retries= in the model spec.")
+
+
+def _backoff(attempt: int) -> float:
+    return min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.75, 1.25)  # jitter spreads concurrent retries
+
+
+def _retry_after(response) -> float | None:
+    try:
+        return min(30.0, max(0.0, float(response.headers.get("retry-after", ""))))
+    except ValueError:
+        return None
+
+
+def _json(response, spec: RemoteSpec) -> dict:
+    try:
+        return response.json()
+    except ValueError:
+        raise RemoteModelError(f"{spec.url} answered with something other than JSON: {response.text[:200]!r}") from None
+
+
+def _error_message(response) -> str:
+    try:
+        error = response.json().get("error", {})
+        return str(error.get("message", error)) if isinstance(error, dict) else str(error)
+    except (ValueError, AttributeError):
+        return response.text[:200]
+
+
+class RemoteLanguageModel:
+    """A model served over HTTP behind the ``LanguageModel`` protocol, with a local tokenizer."""
+
+    # The text side is the transformers backend's, unchanged: same chat template, same ids.
+    encode_prompt = HFLanguageModel.encode_prompt
+    encode = HFLanguageModel.encode
+    decode = HFLanguageModel.decode
+
+    def __init__(self, spec: RemoteSpec, tokenizer, eos_token_ids: frozenset[int]):
+        self.spec, self.tokenizer = spec, tokenizer
+        self.name = f"{PREFIX}{spec.url}#{spec.model}"
+        self.use_chat_template = getattr(tokenizer, "chat_template", None) is not None
+        self.vocabulary = f"{type(tokenizer).__name__}:{len(tokenizer)}:{_vocab_fingerprint(tokenizer)}"
+        self.eos_token_ids = frozenset(eos_token_ids)
+        self.client = _Client(spec)
+        self.max_length = spec.max_length or self._served_context()
+        #: Tokens the endpoint reports processing (its usage: prompt + completion), for reports.
+        self.forward_tokens = 0
+        self.rollout_tokens = 0
+        self.rollout_seconds = 0.0
+
+    def _served_context(self) -> int:
+        """The model's context length from ``GET /models``, refusing an endpoint that does not serve it."""
+        served = self.client.get("models").get("data", [])
+        entry = next((m for m in served if m.get("id") == self.spec.model), None)
+        if entry is None:
+            names = ", ".join(repr(m.get("id")) for m in served) or "none"
+            raise RemoteModelError(f"{self.spec.url} does not serve model {self.spec.model!r} (it serves {names}). "
+                                   "Put one of those after '#' in the spec.")
+        context = entry.get("max_model_len") or getattr(self.tokenizer, "model_max_length", 0)
+        return int(context) if 0 < int(context) < 10**7 else 2048
+
+    # ---- model calls ---------------------------------------------------------------------
+    def next_token_logprobs(self, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
+        top = self.spec.top_logprobs
+        answers = self._complete([self._body(p, max_tokens=1, temperature=0.0, logprobs=top) for p in prefixes])
+        out = torch.full((len(prefixes), len(self.tokenizer)), -math.inf)  # (B, V)
+        for row, answer in enumerate(answers):
+            given = _logprobs(answer, self.spec)[0]["top_logprobs"][0] or {}
+            if len(given) < min(top, len(self.tokenizer)):
+                raise RemoteModelError(
+                    f"{self.spec.url} returned {len(given)} log-probs per token, fewer than the {top} asked for. "
+                    f"Lower ?top_logprobs= in the model spec (and top_k to at most that), or raise the server's "
+                    "limit (vllm serve --max-logprobs N).")
+            for key, logprob in given.items():
+                token = _token_id(key, self.spec)
+                if token < out.shape[1]:
+                    out[row, token] = logprob
+        return out
+
+    def sample_continuations(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        branches: Sequence[Sequence[int]] | None,
+        num_samples: int,
+        max_new_tokens: int,
+        temperature: float,
+        generator: torch.Generator | None = None,
+    ) -> list[list[list[Continuation]]]:
+        started = time.perf_counter()
+        if branches is None:  # the first token is sampled too, then max_new_tokens more
+            asks = [(b, 0, list(p), None, max_new_tokens + 1) for b, p in enumerate(prefixes)]
+            branch_logprobs = [[0.0] for _ in prefixes]
+        else:
+            asks = [(b, j, [*p, z], z, max_new_tokens) for b, (p, row) in enumerate(zip(prefixes, branches))
+                    for j, z in enumerate(row)]
+            branch_logprobs = self._branch_logprobs(prefixes, branches)
+        needed = [a for a in asks if a[4] > 0 and a[3] not in self.eos_token_ids]
+        bodies = [self._body(prompt, max_tokens=limit, temperature=temperature, n=num_samples, logprobs=1,
+                             **_seed(temperature, generator)) for _, _, prompt, _, limit in needed]
+        sampled = dict(zip([(b, j) for b, j, *_ in needed], self._complete(bodies)))
+        out = [[[] for _ in (row if branches is not None else [None])] for row in (branches or prefixes)]
+        for b, j, _, first, _ in asks:
+            head = () if first is None else (first,)
+            tails = _continuations(sampled[b, j], self.spec) if (b, j) in sampled else [((), 0.0)] * num_samples
+            out[b][j] = [Continuation(head + tokens, branch_logprobs[b][j] + lp) for tokens, lp in tails]
+        self.rollout_seconds += time.perf_counter() - started
+        self.rollout_tokens += sum(len(c.tokens) for row in out for branch in row for c in branch)
+        return out
+
+    def continuation_logprobs(
+        self,
+        prefixes: Sequence[Sequence[int]],
+        continuations: Sequence[Sequence[Sequence[int]]],
+    ) -> list[list[float]]:
+        pairs = [(b, tuple(c)) for b, group in enumerate(continuations) for c in group if c]
+        # max_tokens=1 rather than 0: every server accepts it, and the generated token is ignored
+        bodies = [self._body([*prefixes[b], *c], max_tokens=1, temperature=0.0, logprobs=0, echo=True)
+                  for b, c in pairs]
+        scores = {}
+        for (b, c), answer in zip(pairs, self._complete(bodies)):
+            start = len(prefixes[b])
+            given = _logprobs(answer, self.spec)[0]["token_logprobs"][start:start + len(c)]
+            if len(given) != len(c) or any(lp is None for lp in given):
+                raise RemoteModelError(f"{self.spec.url} did not echo the prompt's log-probs (echo=true); "
+                                       "serve the model with vLLM or tqstar serve.")
+            scores[b, c] = float(sum(given))
+        return [[scores.get((b, tuple(c)), 0.0) for c in group] for b, group in enumerate(continuations)]
+
+    # ---- requests ------------------------------------------------------------------------
+    def _body(self, prompt: Sequence[int], **params) -> dict:
+        # top_p=1 overrides sampling defaults a server may take from the model's generation_config
+        return {"model": self.spec.model, "prompt": list(prompt), "return_tokens_as_token_ids": True,
+                "top_p": 1.0, **params}
+
+    def _complete(self, bodies: list[dict]) -> list[dict]:
+        answers = self.client.post_all("completions", bodies) if bodies else []
+        for answer in answers:
+            self.forward_tokens += int((answer.get("usage") or {}).get("total_tokens", 0))
+        return answers
+
+    def _branch_logprobs(self, prefixes, branches) -> list[list[float]]:
+        """``log ρ(z | prefix)`` per branch: from the top-L log-probs, else an echo request."""
+        top = self.next_token_logprobs(prefixes)
+        found = top.gather(1, torch.tensor([list(row) for row in branches])).tolist()  # (B, k)
+        missing = [[(z,) for z, lp in zip(row, lps) if lp == -math.inf] for row, lps in zip(branches, found)]
+        if any(missing):
+            scored = self.continuation_logprobs(prefixes, missing)
+            for lps, row, extra in zip(found, branches, scored):
+                fill = iter(extra)
+                for j, lp in enumerate(lps):
+                    if lp == -math.inf:
+                        lps[j] = next(fill)
+        return found
+
+
+def _seed(temperature: float, generator: torch.Generator | None) -> dict:
+    """A per-request seed drawn from the caller's generator, so seeded runs repeat."""
+    if temperature == 0:
+        return {}
+    return {"seed": int(torch.randint(0, 2**31 - 1, (1,), generator=generator))}
+
+
+def _logprobs(answer: dict, spec: RemoteSpec) -> list[dict]:
+    """Each choice's ``logprobs`` object, in choice order, refusing an answer without them."""
+    choices = sorted(answer.get("choices") or [], key=lambda c: c.get("index", 0))
+    if not choices or any(not isinstance(c.get("logprobs"), dict) or not c["logprobs"].get("tokens")
+                          for c in choices):
+        raise RemoteModelError(f"{spec.url} answered without log-probs. tqstar needs an endpoint that returns "
+                               "them (logprobs=N): serve the model with vLLM or tqstar serve.")
+    return [c["logprobs"] for c in choices]
+
+
+def _continuations(answer: dict, spec: RemoteSpec) -> list[tuple[tuple[int, ...], float]]:
+    """The generated ids and their summed log-prob of every choice."""
+    out = []
+    for logprobs in _logprobs(answer, spec):
+        tokens = tuple(_token_id(t, spec) for t in logprobs["tokens"])
+        out.append((tokens, float(sum(lp for lp in logprobs["token_logprobs"] if lp is not None))))
+    return out
+
+
+def _token_id(token: str, spec: RemoteSpec) -> int:
+    if not token.startswith(TOKEN_ID):
+        raise RemoteModelError(
+            f"{spec.url} returned tokens as text ({token!r}), not as 'token_id:N', so their ids are ambiguous. "
+            "Use a server that honours return_tokens_as_token_ids (vLLM, tqstar serve).")
+    return int(token[len(TOKEN_ID):])
+
+
+def load_remote_model(spec: str, device: str | None = None, dtype: str | None = None) -> RemoteLanguageModel:
+    """Connect to a remote model; its tokenizer comes from the local spec ``tokenizer`` (default: MODEL)."""
+    remote = RemoteSpec.parse(spec)
+    tokenizer, eos = local_tokenizer(remote.tokenizer or remote.model, device, dtype)
+    return RemoteLanguageModel(remote, tokenizer, eos)
+
+
+def local_tokenizer(spec: str, device: str | None = None, dtype: str | None = None):
+    """The tokenizer and EOS ids of a local model spec, without loading large weights where avoidable."""
+    from .baselines import adapter_dir
+    from .models import EMBEDDED_NAMES, load_language_model
+
+    adapter = adapter_dir(spec)
+    if adapter is not None:  # an adapter keeps its base model's tokenizer
+        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        return local_tokenizer(str(base), device, dtype)
+    if spec in EMBEDDED_NAMES or spec.endswith(".gguf"):  # the tokenizer lives inside the GGUF file
+        model = load_language_model(spec, device, dtype)
+        return model.tokenizer, model.eos_token_ids
+    from transformers import AutoTokenizer, GenerationConfig
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"No local tokenizer for {spec!r} ({exc}). Name one in the remote spec with ?tokenizer=SPEC "
+            "(smollm2, a model directory or a hub id of the served model's family).") from exc
+    eos = {tokenizer.eos_token_id}
+    try:
+        found = GenerationConfig.from_pretrained(spec).eos_token_id
+        eos.update(found if isinstance(found, list) else [found])
+    except (OSError, ValueError):
+        pass  # no generation_config.json: the tokenizer's EOS is the only one
+    return tokenizer, frozenset(i for i in eos if i is not None)
