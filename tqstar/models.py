@@ -22,6 +22,7 @@ import hashlib
 import importlib.util
 import json
 import os
+import warnings
 from pathlib import Path
 
 from .errors import ModelLoadError
@@ -196,7 +197,9 @@ def _load_adapter(path: Path, torch_dtype):
         raise ModelLoadError(f"{path}/adapter_config.json names no base model. Set base_model_name_or_path.")
     base, tokenizer = _load_transformers(str(base_spec), torch_dtype)
     try:
-        model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+        with warnings.catch_warnings():  # PEFT calls a transformers API deprecated in v5; nothing to act on
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
     except Exception as exc:
         raise ModelLoadError(f"Could not apply the adapter in {path} to {base_spec!r}: {exc}") from exc
     return model, tokenizer
