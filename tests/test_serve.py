@@ -149,6 +149,30 @@ def test_concurrent_requests_share_batches_and_stop_at_their_own_max_tokens(serv
         assert answers[limit].usage.completion_tokens == len(expected.token_ids) <= limit
 
 
+def test_a_long_prompt_that_fits_alone_but_not_in_the_batch_runs_in_the_next_one(server, client, tiny):
+    long_prompt = "word " * 210
+    room = tiny.max_length - len(tiny.encode_prompt(long_prompt))
+    assert 0 < room < 60
+    answers, requeued = {}, server.engine.stats["requeued"]
+
+    def ask(name, content, limit):
+        answers[name] = chat(client, content, max_tokens=limit)
+
+    threads = [threading.Thread(target=ask, args=("busy", PROMPT, 30)),
+               threading.Thread(target=ask, args=("long", long_prompt, room)),
+               threading.Thread(target=ask, args=("short", PROMPT, 60))]
+    threads[0].start()
+    time.sleep(0.05)  # the other two queue up behind the busy one and share a key
+    for thread in threads[1:]:
+        thread.start()
+    for thread in threads:
+        thread.join()
+    assert server.engine.stats["requeued"] == requeued + 1
+    assert answers["long"].usage.completion_tokens <= room and answers["short"].usage.completion_tokens <= 60
+    assert answers["long"].choices[0].message.content == in_process(
+        Roles(tiny, tiny, load_reward("sentiment")), long_prompt, max_new_tokens=room).text
+
+
 def test_a_client_that_disconnects_stops_its_decoding(server, client):
     before = dict(server.engine.stats)
     body = {"model": "tq-direct", "messages": [{"role": "user", "content": PROMPT}], "stream": True,
@@ -259,6 +283,16 @@ def test_on_token_sees_each_token_and_stops_only_its_row(roles):
     assert hooked[0].token_ids == plain[0].token_ids[:2]
     assert hooked[1].token_ids == plain[1].token_ids
     assert [t for i, t in seen if i == 1] == plain[1].token_ids
+
+
+def test_load_test_reports_latency_percentiles_and_no_errors(server, capsys):
+    from tqstar.loadtest import main
+
+    assert main(["--url", server.url, "--clients", "8", "--requests", "16", "--max-tokens", "2"]) == 0
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["ok"] == 16 and summary["errors"] == 0 and summary["statuses"] == {"200": 16}
+    assert 0 < summary["p50_seconds"] <= summary["p90_seconds"] <= summary["p99_seconds"]
+    assert summary["requests_per_second"] > 0
 
 
 def test_a_taken_port_is_a_clear_error(server):

@@ -162,15 +162,15 @@ class Engine:
 
     # ---- tqstar methods ------------------------------------------------------------------
     def _run_method(self, jobs: list[Job]) -> None:
-        budget = max(job.max_tokens for job in jobs)
-        config = replace(jobs[0].request.config, max_new_tokens=budget, batch_size=len(jobs))
-        decoder = build_decoder(config, self.roles)
-        stepwise = isinstance(decoder, ValueGuidedDecoder)
-        output = decoder.proposal if stepwise else decoder.model
-        models = [decoder.proposal, decoder.prior] if stepwise else [decoder.model]
-        jobs = self._admit(jobs, models, output, budget)
+        config = replace(jobs[0].request.config, batch_size=len(jobs))
+        probe = build_decoder(config, self.roles)  # the models this method runs, to check prompts against
+        stepwise = isinstance(probe, ValueGuidedDecoder)
+        output = probe.proposal if stepwise else probe.model
+        jobs = self._admit(jobs, [probe.proposal, probe.prior] if stepwise else [probe.model], output)
         if not jobs:
             return
+        budget = max(job.max_tokens for job in jobs)
+        decoder = build_decoder(replace(config, max_new_tokens=budget, batch_size=len(jobs)), self.roles)
         for job in jobs:
             job.emit("start")
 
@@ -190,9 +190,10 @@ class Engine:
                     self._push(job, output, token)
             self._finish(job, output, result)
 
-    def _admit(self, jobs: list[Job], models, output, budget: int) -> list[Job]:
-        """Refuse prompts that do not fit; requeue those that fit alone but not with the batch budget."""
-        admitted, later = [], []
+    def _admit(self, jobs: list[Job], models, output) -> list[Job]:
+        """Refuse prompts that do not fit their own max_tokens; requeue those that fit alone but not
+        with the batch's largest max_tokens (the job that has it always fits)."""
+        valid = []
         for job in jobs:
             try:
                 for model in models:
@@ -202,14 +203,13 @@ class Engine:
                                            "context_length_exceeded"))
                 continue
             job.prompt_tokens = job.lengths[id(output)]
-            fits = all(job.lengths[id(m)] + budget <= m.max_length for m in models)
-            (admitted if fits else later).append(job)
+            valid.append(job)
+        budget = max((job.max_tokens for job in valid), default=0)
+        admitted = [job for job in valid if all(job.lengths[id(m)] + budget <= m.max_length for m in models)]
+        later = [job for job in valid if job not in admitted]
         if later:
-            if admitted:
-                self._requeue(later)
-            else:  # cannot happen for one job, which fits its own budget; keep the oldest going
-                admitted, rest = later[:1], later[1:]
-                self._requeue(rest)
+            self.stats["requeued"] += len(later)
+            self._requeue(later)
         return admitted
 
     def _push(self, job: Job, model, token: int) -> None:

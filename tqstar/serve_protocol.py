@@ -370,6 +370,6 @@ def usage_chunk(request: MethodRequest, answer_id: str, done: dict) -> dict:
 
 def raw_response(request: RawRequest, done: dict) -> dict:
     """A raw completion: ``done["choices"]`` holds text, finish reason and logprobs per sample."""
-    choices = [{"index": i, **choice} for i, choice in enumerate(done["choices"])]
+    choices = [{"index": i, **_finite(choice)} for i, choice in enumerate(done["choices"])]
     return {"id": new_id(False), "object": "text_completion", "created": int(time.time()), "model": request.model,
             "choices": choices, "usage": usage(done["prompt_tokens"], done["completion_tokens"])}
