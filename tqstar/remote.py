@@ -243,7 +243,7 @@ class RemoteLanguageModel:
         bodies = [self._body(prompt, max_tokens=limit, temperature=temperature, n=num_samples, logprobs=1,
                              **_seed(temperature, generator)) for _, _, prompt, _, limit in needed]
         sampled = dict(zip([(b, j) for b, j, *_ in needed], self._complete(bodies)))
-        out = [[[] for _ in (row if branches is not None else [None])] for row in (branches or prefixes)]
+        out = [[[] for _ in row] for row in branches] if branches is not None else [[[]] for _ in prefixes]
         for b, j, _, first, _ in asks:
             head = () if first is None else (first,)
             tails = _continuations(sampled[b, j], self.spec) if (b, j) in sampled else [((), 0.0)] * num_samples

@@ -12,7 +12,6 @@ from __future__ import annotations
 import asyncio
 import random
 import threading
-import time
 from collections import Counter, deque
 from dataclasses import asdict, dataclass, field, replace
 
@@ -112,6 +111,10 @@ class Engine:
             self.condition.notify_all()
         self.thread.join(timeout=5)
 
+    def _count(self, name: str, amount: int) -> None:
+        with self.condition:  # health() copies the counters under the same lock
+            self.stats[name] += amount
+
     # ---- model thread --------------------------------------------------------------------
     def _loop(self) -> None:
         while True:
@@ -124,7 +127,7 @@ class Engine:
                 else:
                     self._run_method(batch)
             except Exception as exc:  # one failed batch must not stop the server
-                self.stats["failed"] += len(batch)
+                self._count("failed", len(batch))
                 for job in batch:
                     job.emit("error", _as_api_error(exc))
             finally:
@@ -178,7 +181,7 @@ class Engine:
             job = jobs[index]
             self._push(job, output, token)
             if job.cancelled.is_set():
-                self.stats["cancelled"] += 1
+                self._count("cancelled", 1)
                 return True
             return len(job.tokens) >= job.max_tokens
 
@@ -208,14 +211,14 @@ class Engine:
         admitted = [job for job in valid if all(job.lengths[id(m)] + budget <= m.max_length for m in models)]
         later = [job for job in valid if job not in admitted]
         if later:
-            self.stats["requeued"] += len(later)
+            self._count("requeued", len(later))
             self._requeue(later)
         return admitted
 
     def _push(self, job: Job, model, token: int) -> None:
         """Record a token and stream the text it completes (held back while a character is partial)."""
         job.tokens.append(token)
-        self.stats["generated_tokens"] += 1
+        self._count("generated_tokens", 1)
         text = model.decode(job.tokens)
         if text.endswith("\ufffd") or not text.startswith(job.sent):
             return
@@ -227,7 +230,7 @@ class Engine:
         if rest:
             job.emit("token", None, rest)
         last = result.token_ids[-1] if result.token_ids else None
-        self.stats["completed"] += 1
+        self._count("completed", 1)
         job.emit("done", {
             "text": result.text, "token_ids": result.token_ids, "reward": result.reward,
             "seconds": result.seconds, "forward_tokens": result.forward_tokens,
@@ -252,8 +255,8 @@ class Engine:
         for job in jobs:
             outputs = sampled.get(id(job), [()] * job.request.n)
             choices = [self._raw_choice(job, model, list(tokens)) for tokens in outputs]
-            self.stats["completed"] += 1
-            self.stats["generated_tokens"] += sum(len(t) for t in outputs)
+            self._count("completed", 1)
+            self._count("generated_tokens", sum(len(t) for t in outputs))
             job.emit("done", {"choices": choices, "prompt_tokens": len(job.prompt_ids),
                               "completion_tokens": sum(len(t) for t in outputs)})
 
@@ -327,13 +330,3 @@ def _as_api_error(exc: Exception) -> ApiError:
                         "invalid_request_error" if isinstance(exc, ValueError) else "server_error")
     return ApiError(500, f"Decoding failed: {type(exc).__name__}: {exc}", None, "internal_error", "server_error")
 
-
-def wait_idle(engine: Engine, timeout: float = 10.0) -> bool:
-    """Wait until nothing is queued or running (tests, load runs)."""
-    deadline = time.monotonic() + timeout
-    while time.monotonic() < deadline:
-        health = engine.health()
-        if not health["queued"] and not health["running"]:
-            return True
-        time.sleep(0.02)
-    return False
