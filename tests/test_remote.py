@@ -11,7 +11,7 @@ import torch
 
 from tqstar.api import Roles, build_decoder
 from tqstar.config import DecodeConfig
-from tqstar.errors import ModelLoadError
+from tqstar.errors import ConfigError, ModelLoadError
 from tqstar.models import load_language_model
 from tqstar.remote import RemoteModelError, RemoteSpec
 from tqstar.rewards import CallableReward, load_reward
@@ -108,6 +108,14 @@ def test_tq_star_with_a_served_baseline_decides_like_the_in_process_run(remote, 
     assert values[:2] == [pytest.approx(v, abs=1e-4) for v in values[2:]]
     assert len({round(v, 6) for v in values[0]}) > 1  # the values differ, so they steer the choice
     assert remote.forward_tokens > 0
+
+
+def test_top_k_above_a_remote_proposals_log_probs_is_refused(server, baseline_dir, local):
+    proposal = load_language_model(f"openai:{server.url}#{baseline_dir}?top_logprobs=4")
+    reward = CallableReward(lambda prompts, responses: [0.0] * len(responses), "zero")
+    with pytest.raises(ConfigError, match="top_k=5 .* only 4 log-probs.*--top-k to 4"):
+        build_decoder(DecodeConfig(method="args", top_k=5), Roles(proposal, local, reward))
+    build_decoder(DecodeConfig(method="args", top_k=4), Roles(proposal, local, reward))
 
 
 @pytest.mark.parametrize("spec, message", [

@@ -13,6 +13,7 @@ from typing import Callable, Protocol, Sequence
 
 import torch
 
+from .errors import ConfigError
 from .lm import LanguageModel, check_prompt, require_shared_vocabulary
 from .rewards import Reward, checked_scores
 from .values import ValueEstimate, ValueEstimator, ValueQuery
@@ -91,6 +92,11 @@ class ValueGuidedDecoder:
                  settings: DecodingSettings, method: str = "value-guided", reward: Reward | None = None,
                  generator: torch.Generator | None = None, progress: bool = False):
         require_shared_vocabulary(proposal, prior, "Taking the prior's log-probs of the proposal's candidates")
+        known = getattr(proposal, "max_candidates", None)  # a remote proposal ranks only its top log-probs
+        if known is not None and settings.top_k > known:
+            raise ConfigError(f"top_k={settings.top_k} but the proposal model {getattr(proposal, 'name', '')!r} "
+                              f"returns only {known} log-probs per token. Lower --top-k to {known} or raise "
+                              "?top_logprobs= in its spec (and the server's --max-logprobs).")
         self.proposal, self.prior, self.estimator = proposal, prior, estimator
         self.settings, self.method, self.reward = settings, method, reward
         self.generator = generator

@@ -188,6 +188,8 @@ class RemoteLanguageModel:
         self.eos_token_ids = frozenset(eos_token_ids)
         self.client = _Client(spec)
         self.max_length = spec.max_length or self._served_context()
+        #: Next tokens this model can rank: the endpoint returns only its top log-probs.
+        self.max_candidates = spec.top_logprobs
         #: Tokens the endpoint reports processing (its usage: prompt + completion), for reports.
         self.forward_tokens = 0
         self.rollout_tokens = 0
