@@ -176,3 +176,21 @@ def test_hub_failure_says_network_is_needed(monkeypatch):
     monkeypatch.setitem(sys.modules, "datasets", types.SimpleNamespace(load_dataset=load_dataset))
     with pytest.raises(ConfigError, match="network access.*JSONL"):
         load_prompts("Dahoas/full-hh-rlhf", split="train")
+
+
+def test_saved_datasets_directories_load_with_their_split_and_field(tmp_path):
+    datasets = pytest.importorskip("datasets")
+    hh = datasets.DatasetDict({
+        "train": datasets.Dataset.from_dict({"prompt": [HH_TWO_TURNS]}),
+        "test": datasets.Dataset.from_dict({"prompt": ["\n\nHuman: Hi there\n\nAssistant:"]}),
+    })
+    hh.save_to_disk(str(tmp_path / "hh"))
+    assert load_prompts(str(tmp_path / "hh"), split="train") == ["How often should I water it?"]
+    assert load_prompts(str(tmp_path / "hh"), split="test") == ["Hi there"]
+    with pytest.raises(ConfigError, match=r"splits \['test', 'train'\], not 'dev'"):
+        load_prompts(str(tmp_path / "hh"), split="dev")
+    datasets.Dataset.from_dict({"instruction": ["Summarize this.", "List three fruits."]}).save_to_disk(
+        str(tmp_path / "uf"))
+    assert load_prompts(str(tmp_path / "uf"), field="instruction", limit=1) == ["Summarize this."]
+    with pytest.raises(ConfigError, match="no field 'prompt'.*--prompt-field"):
+        load_prompts(str(tmp_path / "uf"))
