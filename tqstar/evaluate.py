@@ -22,18 +22,24 @@ RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods ar
 
 #: Labelled method lists. Options follow each name: NAME[:key=value,...]; 'label' names the row.
 _INDIRECT = "tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment,rollout_temperature=1,label=tq-indirect"
+#: α = 10 for every value-guided method: the best of 0.3, 1, 3, 10 for both TQ* and ARGS on 16 `dev`
+#: prompts (docs/results.md); helpful_harmless moves by tenths between candidates, so α = 1 barely steers.
+_TUNED = "alpha=10"
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"limit": 3, "max_new_tokens": 6, "methods": [
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=2,label=best-of-n",
         "args:top_k=3,label=args", "cd:top_k=3,horizon=3,label=cd", "tq-direct:top_k=3,horizon=3,label=tq-direct",
         f"{_INDIRECT},top_k=3,horizon=3,num_rollouts=2"]},
+    # Sized to finish within 45 minutes on 2 CPU cores: indirect transfer gets k=5 and N=2 sampled
+    # rollouts, the same 10 rollout rows per prompt as k=10, N=1 for CD and TQ* direct.
     "quick": {"limit": None, "max_new_tokens": 32, "methods": [
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=8,label=best-of-n",
-        "args", "cd", "tq-direct", f"{_INDIRECT},top_k=5,num_rollouts=4"]},
+        f"args:{_TUNED},label=args", f"cd:{_TUNED},label=cd", f"tq-direct:{_TUNED},label=tq-direct",
+        f"{_INDIRECT},{_TUNED},top_k=5,num_rollouts=2"]},
     "full": {"limit": None, "max_new_tokens": 128, "methods": [
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=16,label=best-of-n",
-        "args", "cd:horizon=20,label=cd", "tq-direct:horizon=20,label=tq-direct",
-        f"{_INDIRECT},horizon=20,num_rollouts=4"]},
+        f"args:{_TUNED},label=args", f"cd:{_TUNED},horizon=20,label=cd", f"tq-direct:{_TUNED},horizon=20,label=tq-direct",
+        f"{_INDIRECT},{_TUNED},horizon=20,num_rollouts=4"]},
 }
 
 
