@@ -30,12 +30,13 @@ PRESETS: dict[str, dict[str, Any]] = {
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=2,label=best-of-n",
         "args:top_k=3,label=args", "cd:top_k=3,horizon=3,label=cd", "tq-direct:top_k=3,horizon=3,label=tq-direct",
         f"{_INDIRECT},top_k=3,horizon=3,num_rollouts=2"]},
-    # Sized to finish within 45 minutes on 2 CPU cores: indirect transfer gets k=5 and N=2 sampled
-    # rollouts, the same 10 rollout rows per prompt as k=10, N=1 for CD and TQ* direct.
+    # Sized to finish within 45 minutes on 2 CPU cores: indirect transfer gets k=4 and N=2 sampled
+    # rollouts (8 rollout rows per prompt; CD and TQ* direct have 10: k=10, N=1), since scoring and
+    # weighting sampled rollouts costs about half as much again per row.
     "quick": {"limit": None, "max_new_tokens": 32, "methods": [
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=8,label=best-of-n",
         f"args:{_TUNED},label=args", f"cd:{_TUNED},label=cd", f"tq-direct:{_TUNED},label=tq-direct",
-        f"{_INDIRECT},{_TUNED},top_k=5,num_rollouts=2"]},
+        f"{_INDIRECT},{_TUNED},top_k=4,num_rollouts=2"]},
     "full": {"limit": None, "max_new_tokens": 128, "methods": [
         "greedy", "sample", "sample:proposal=baseline,label=dpo-baseline", "best-of-n:best_of=16,label=best-of-n",
         f"args:{_TUNED},label=args", f"cd:{_TUNED},horizon=20,label=cd", f"tq-direct:{_TUNED},horizon=20,label=tq-direct",
