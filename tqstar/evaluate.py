@@ -119,7 +119,7 @@ def method_specs(config: EvalConfig) -> list[MethodSpec]:
     """Parse ``--methods`` and expand ``--sweep``; refuse unknown names, clashes and duplicates."""
     specs = [_parse_method(text, config) for text in config.methods]
     for text in config.sweep:
-        specs.extend(_expand_sweep(text, specs, config))
+        specs.extend(_expand_sweep(text, specs))
     labels = [s.label for s in specs]
     duplicates = sorted({label for label in labels if labels.count(label) > 1})
     if duplicates:
@@ -128,11 +128,10 @@ def method_specs(config: EvalConfig) -> list[MethodSpec]:
     return specs
 
 
-def _parse_method(text: str, config: EvalConfig, extra: dict | None = None) -> MethodSpec:
+def _parse_method(text: str, config: EvalConfig) -> MethodSpec:
     name, _, rest = str(text).partition(":")
     options = _parse_options(rest, text)
     label = str(options.pop("label", None) or name + _suffix(options))
-    options.update(extra or {})
     clash = sorted(set(options) & set(RUN_WIDE))
     if clash:
         raise ConfigError(f"Method {text!r} sets {', '.join(clash)}, which is one per run so that methods are "
@@ -181,7 +180,7 @@ def _suffix(options: dict) -> str:
     return "[" + ",".join(f"{k}={v}" for k, v in options.items()) + "]" if options else ""
 
 
-def _expand_sweep(text: str, specs: list[MethodSpec], config: EvalConfig) -> list[MethodSpec]:
+def _expand_sweep(text: str, specs: list[MethodSpec]) -> list[MethodSpec]:
     label, _, assignment = text.partition(":")
     option_name, sep, values = assignment.partition("=")
     base = next((s for s in specs if s.label == label), None)
