@@ -15,8 +15,9 @@ import pytest
 from tqstar.api import Roles, build_decoder
 from tqstar.config import DecodeConfig
 from tqstar.errors import ConfigError
+from tqstar.loadtest import first_line
 from tqstar.models import load_language_model
-from tqstar.rewards import load_reward
+from tqstar.rewards import CallableReward, load_reward
 from tqstar.serve import ServeConfig, bind, serve_in_thread
 from tqstar.serve_app import create_app
 
@@ -51,6 +52,55 @@ def server(roles, tiny_model_dir):
 @pytest.fixture(scope="module")
 def client(server):
     return openai.OpenAI(base_url=server.url, api_key="unused", max_retries=0)
+
+
+class Switchboard:
+    """A reward that fails or holds a batch on demand, so a test knows what the engine is doing."""
+
+    def __init__(self):
+        self.release, self.fail_all, self.fail_every, self.calls = threading.Event(), False, 0, 0
+
+    def __call__(self, prompts, responses):
+        self.calls += 1
+        if self.fail_all or any("FAIL" in p for p in prompts) or (self.fail_every and
+                                                                   self.calls % self.fail_every == 0):
+            raise RuntimeError("the reward failed on purpose")
+        if any("HOLD" in p for p in prompts):
+            self.release.wait(30)
+        return [len(r) / 10 for r in responses]
+
+
+@pytest.fixture
+def controlled(tiny, tiny_model_dir):
+    """A server whose batches hold (prompt with HOLD) until ``switch.release`` and fail on FAIL."""
+    switch = Switchboard()
+    running, engine = start(Roles(tiny, tiny, CallableReward(switch, "switchboard")), tiny_model_dir, queue_size=4)
+    running.engine, running.switch = engine, switch
+    running.client = openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0)
+    yield running
+    switch.release.set()
+    running.close()
+
+
+def wait_for(condition, seconds=20):
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, "timed out waiting for the engine"
+        time.sleep(0.01)
+
+
+def in_background(function, *args, **kwargs):
+    """Run ``function`` on a thread; ``.result`` holds its return value or the exception it raised."""
+    thread = threading.Thread(target=lambda: setattr(thread, "result", _call(function, *args, **kwargs)))
+    thread.start()
+    return thread
+
+
+def _call(function, *args, **kwargs):
+    try:
+        return function(*args, **kwargs)
+    except Exception as exc:
+        return exc
 
 
 def in_process(roles, prompt=PROMPT, **options):
@@ -149,28 +199,31 @@ def test_concurrent_requests_share_batches_and_stop_at_their_own_max_tokens(serv
         assert answers[limit].usage.completion_tokens == len(expected.token_ids) <= limit
 
 
-def test_a_long_prompt_that_fits_alone_but_not_in_the_batch_runs_in_the_next_one(server, client, tiny):
+def test_the_oldest_request_runs_first_and_a_later_one_that_would_not_fit_with_it_waits(controlled, tiny):
     long_prompt = "word " * 210
     room = tiny.max_length - len(tiny.encode_prompt(long_prompt))
     assert 0 < room < 60
-    answers, requeued = {}, server.engine.stats["requeued"]
+    answers, finished = {}, []
 
     def ask(name, content, limit):
-        answers[name] = chat(client, content, max_tokens=limit)
+        answers[name] = chat(controlled.client, content, max_tokens=limit)
+        finished.append(name)
 
-    threads = [threading.Thread(target=ask, args=("busy", PROMPT, 30)),
-               threading.Thread(target=ask, args=("long", long_prompt, room)),
-               threading.Thread(target=ask, args=("short", PROMPT, 60))]
-    threads[0].start()
-    time.sleep(0.05)  # the other two queue up behind the busy one and share a key
-    for thread in threads[1:]:
-        thread.start()
-    for thread in threads:
+    busy = in_background(ask, "busy", "HOLD " + PROMPT, 2)
+    wait_for(lambda: controlled.engine.health()["running"])
+    long = in_background(ask, "long", long_prompt, room)
+    wait_for(lambda: controlled.engine.health()["queued"] == 1)
+    short = in_background(ask, "short", PROMPT, 60)  # newer, and too long to share a batch with "long"
+    wait_for(lambda: controlled.engine.health()["queued"] == 2)
+    controlled.switch.release.set()
+    for thread in (busy, long, short):
         thread.join()
-    assert server.engine.stats["requeued"] == requeued + 1
+    assert controlled.engine.stats["requeued"] == 1
+    assert finished == ["busy", "long", "short"]  # the oldest ran first: newer requests cannot starve it
     assert answers["long"].usage.completion_tokens <= room and answers["short"].usage.completion_tokens <= 60
+    reward = CallableReward(Switchboard(), "switchboard")
     assert answers["long"].choices[0].message.content == in_process(
-        Roles(tiny, tiny, load_reward("sentiment")), long_prompt, max_new_tokens=room).text
+        Roles(tiny, tiny, reward), long_prompt, max_new_tokens=room).text
 
 
 def test_a_client_that_disconnects_stops_its_decoding(server, client):
@@ -185,6 +238,7 @@ def test_a_client_that_disconnects_stops_its_decoding(server, client):
         time.sleep(0.05)
     stats = server.engine.stats
     assert stats["cancelled"] == before.get("cancelled", 0) + 1
+    assert stats["completed"] == before.get("completed", 0)  # counted once, as cancelled
     assert stats["generated_tokens"] - before.get("generated_tokens", 0) < 64
     assert chat(client, max_tokens=2).usage.completion_tokens >= 1  # and it keeps serving
 
@@ -213,7 +267,109 @@ def test_a_full_queue_answers_429_at_once_and_recovers(roles, tiny_model_dir):
         running.close()
 
 
+def test_requests_whose_clients_left_do_not_hold_places_in_the_queue(controlled):
+    busy = in_background(chat, controlled.client, "HOLD " + PROMPT, max_tokens=2)
+    wait_for(lambda: controlled.engine.health()["running"])
+    body = {"model": "tq-direct", "messages": [{"role": "user", "content": PROMPT}], "max_tokens": 1}
+    for _ in range(4):  # as many requests as the queue holds, each abandoned by its client
+        with pytest.raises(httpx.ReadTimeout):
+            httpx.post(f"{controlled.url}/chat/completions", json=body, timeout=0.3)
+    wait_for(lambda: all(job.cancelled.is_set() for job in controlled.engine.waiting))
+    waiting = in_background(chat, controlled.client, max_tokens=1)
+    wait_for(lambda: controlled.engine.stats["accepted"] == 6)
+    controlled.switch.release.set()
+    busy.join(), waiting.join()
+    assert waiting.result.usage.completion_tokens == 1 and controlled.engine.stats["rejected"] == 0
+    assert controlled.engine.stats["cancelled"] == 4
+
+
+def test_a_failed_batch_answers_500_to_its_own_requests_only(controlled, tiny):
+    long_prompt = "word " * 210
+    room = tiny.max_length - len(tiny.encode_prompt(long_prompt))
+    busy = in_background(chat, controlled.client, "HOLD " + PROMPT, max_tokens=2)
+    wait_for(lambda: controlled.engine.health()["running"])
+    failing = in_background(chat, controlled.client, "FAIL " + PROMPT, max_tokens=60)
+    wait_for(lambda: controlled.engine.health()["queued"] == 1)
+    requeued = in_background(chat, controlled.client, long_prompt, max_tokens=room)  # does not fit with 60
+    wait_for(lambda: controlled.engine.health()["queued"] == 2)
+    controlled.switch.release.set()
+    for thread in (busy, failing, requeued):
+        thread.join()
+    assert isinstance(failing.result, openai.InternalServerError)
+    assert requeued.result.usage.completion_tokens <= room
+    assert controlled.engine.stats["failed"] == 1 and controlled.engine.stats["requeued"] == 1
+
+
+def test_a_stream_that_fails_before_its_first_token_gets_the_error_status(controlled):
+    controlled.switch.fail_all = True
+    with pytest.raises(openai.InternalServerError) as failed:
+        chat(controlled.client, max_tokens=2, stream=True)
+    assert failed.value.status_code == 500
+
+
+def test_a_stream_that_fails_after_its_first_token_ends_with_an_error_event_the_load_test_counts(controlled, capsys):
+    from tqstar.loadtest import main
+
+    controlled.switch.fail_every = 2  # one reward call per token: each request gets its first token, then fails
+    assert main(["--url", controlled.url, "--clients", "1", "--requests", "2", "--max-tokens", "2", "--stream"]) == 1
+    summary = json.loads(capsys.readouterr().out.splitlines()[-1])
+    assert summary["ok"] == 0 and summary["errors"] == 2 and summary["statuses"] == {"stream_error": 2}
+
+
+def test_a_stopped_model_thread_answers_503_and_health_says_so(roles, tiny_model_dir):
+    running, engine = start(roles, tiny_model_dir)
+    try:
+        engine.stop()
+        health = httpx.get(running.url.removesuffix("/v1") + "/health")
+        assert health.status_code == 503 and health.json()["status"] == "down"
+        with pytest.raises(openai.InternalServerError) as refused:
+            chat(openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0), max_tokens=1)
+        assert refused.value.status_code == 503 and refused.value.body["code"] == "engine_down"
+    finally:
+        running.close()
+
+
+def test_raw_completions_batch_only_with_the_same_max_tokens_and_a_seeded_one_runs_alone(controlled, tiny):
+    def raw(prompt, **options):
+        answer = controlled.client.completions.create(model="reference", prompt=prompt, logprobs=0,
+                                           extra_body={"return_tokens_as_token_ids": True}, **options)
+        return answer.choices[0].logprobs.tokens
+
+    near_full = tiny.encode("word " * 300)[:tiny.max_length - 4]  # room for 4 tokens only
+    short = tiny.encode_prompt(PROMPT)
+    asks = {"seeded": dict(prompt=short, max_tokens=8, temperature=1.0, seed=7),
+            "seeded again": dict(prompt=short, max_tokens=8, temperature=1.0, seed=7),
+            "near full": dict(prompt=near_full, max_tokens=4, temperature=0),
+            "short": dict(prompt=short, max_tokens=40, temperature=0)}
+    busy = in_background(chat, controlled.client, "HOLD " + PROMPT, max_tokens=2)
+    wait_for(lambda: controlled.engine.health()["running"])
+    threads = {name: in_background(raw, **options) for name, options in asks.items()}
+    wait_for(lambda: controlled.engine.health()["queued"] == 4)  # so they could all batch together
+    controlled.switch.release.set()
+    for thread in [busy, *threads.values()]:
+        thread.join()
+    together = {name: thread.result for name, thread in threads.items()}
+    assert together == {name: raw(**options) for name, options in asks.items()}  # the same as alone
+
+
+def test_a_raw_sample_ends_at_the_first_stop_token_id_and_keeps_it(client, tiny):
+    prompt = tiny.encode_prompt(PROMPT)
+    options = dict(model="reference", prompt=prompt, max_tokens=4, temperature=0, logprobs=0)
+    free = client.completions.create(**options, extra_body={"return_tokens_as_token_ids": True}).choices[0]
+    tokens = [int(t.split(":")[1]) for t in free.logprobs.tokens]
+    stopped = client.completions.create(**options, extra_body={"return_tokens_as_token_ids": True,
+                                                               "stop_token_ids": [tokens[1]]}).choices[0]
+    assert stopped.logprobs.tokens == free.logprobs.tokens[:tokens.index(tokens[1]) + 1]
+    assert stopped.finish_reason == "stop"
+
+
 MESSAGES = [{"role": "user", "content": PROMPT}]
+CHAT = {"model": "tq-direct", "messages": MESSAGES}
+
+
+def raw_json(text: str) -> bytes:
+    """A chat body with ``text`` spliced in as raw JSON (for what json.dumps will not write)."""
+    return ('{"model": "tq-direct", "messages": ' + json.dumps(MESSAGES) + ', ' + text + '}').encode()
 
 
 @pytest.mark.parametrize("path, payload, status, code", [
@@ -236,9 +392,28 @@ MESSAGES = [{"role": "user", "content": PROMPT}]
      "request_too_large"),
     ("chat/completions", {"model": "tq-direct", "messages": [{"role": "user", "content": "word " * 400}]}, 400,
      "context_length_exceeded"),
+    ("chat/completions", {"model": "tq-direct", "messages": [{"role": "user", "content": "word " * 400}],
+                          "stream": True}, 400, "context_length_exceeded"),
+    ("chat/completions", {"model": "tq-direct", "messages": [{"role": "user", "content": [{"type": "text",
+                                                                                          "text": 5}]}]},
+     400, "invalid_prompt"),
+    ("chat/completions", b"[" * 2000 + b"]" * 2000, 400, "invalid_json"),
+    ("chat/completions", raw_json('"alpha": NaN'), 400, "invalid_json"),
+    ("chat/completions", raw_json('"alpha": -Infinity'), 400, "invalid_json"),
+    ("chat/completions", raw_json('"alpha": 1e999'), 422, "out_of_range"),
+    ("chat/completions", raw_json('"temperature": 1e999'), 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "model": "tq-direct?alpha=inf"}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "top_k": 65}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "model": "tq-direct?top_k=1000"}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "num_rollouts": 17, "rollout_temperature": 1.0}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "model": "best-of-n", "best_of": 17}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "horizon": 65}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "horizon": "eos"}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "model": "tq-direct?seed=-1"}, 422, "out_of_range"),
     ("completions", {"model": "tq-direct", "prompt": [1, 2, 3]}, 400, "invalid_prompt"),
     ("completions", {"model": "reference", "prompt": [1, 2], "logprobs": 99}, 422, "out_of_range"),
     ("completions", {"model": "reference", "prompt": [1, 2], "top_k": 5}, 400, "unknown_field"),
+    ("completions", {"model": "reference", "prompt": [1, 2], "stop_token_ids": [-1]}, 422, "invalid_type"),
     ("no/such/route", {}, 404, "not_found"),
 ])
 def test_bad_input_gets_its_4xx_with_an_openai_error_body_and_the_server_keeps_serving(
@@ -307,8 +482,11 @@ def test_serve_command_listens_on_loopback_with_the_key_from_the_environment(tin
                "--reward", "sentiment", "--top-k", "2", "--horizon", "2", "--max-new-tokens", "3"]
     process = subprocess.Popen(command, stdout=subprocess.PIPE, stderr=subprocess.PIPE, text=True, env=env)
     try:
-        line = process.stdout.readline()
-        assert "listening on http://127.0.0.1:" in line and "API key required" in line, process.stderr.read()
+        line = first_line(process, 120)
+        if "listening on http://127.0.0.1:" not in line:
+            process.kill()
+            pytest.fail(f"tqstar serve did not start: {line!r} {process.communicate(timeout=30)[1]}")
+        assert "API key required" in line
         url = line.split("listening on ")[1].split()[0]
         assert httpx.get(f"{url}/models").status_code == 401
         answer = chat(openai.OpenAI(base_url=url, api_key="from-env", max_retries=0), model="tqstar")

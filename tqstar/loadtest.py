@@ -13,9 +13,11 @@ import argparse
 import asyncio
 import json
 import os
+import queue
 import statistics
 import subprocess
 import sys
+import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
@@ -26,14 +28,14 @@ class Outcome:
     latencies: list[float] = field(default_factory=list)  # seconds, successful requests
     first_tokens: list[float] = field(default_factory=list)  # seconds to the first streamed token
     completion_tokens: int = 0
-    statuses: Counter = field(default_factory=Counter)  # HTTP status (or exception name) → count
+    statuses: Counter = field(default_factory=Counter)  # HTTP status, "stream_error" or exception name → count
 
 
 def main(argv: list[str] | None = None) -> int:
     args, serve_flags = _parser().parse_known_args(argv)
     serve_flags = [f for f in serve_flags if f != "--"]
     prompts = _prompts()
-    server = None if args.url else _start_server(serve_flags, args.api_key)
+    server = None if args.url else _start_server(serve_flags, args.api_key, args.start_timeout)
     url = args.url or server[1]
     try:
         started = time.perf_counter()
@@ -61,6 +63,8 @@ def _parser() -> argparse.ArgumentParser:
     parser.add_argument("--stream", action="store_true", help="Stream, and measure time to first token too.")
     parser.add_argument("--api-key", default=os.environ.get("TQSTAR_API_KEY"), help="Bearer key, if required.")
     parser.add_argument("--timeout", type=float, default=600.0, help="Seconds before a request counts as failed.")
+    parser.add_argument("--start-timeout", type=float, default=900.0,
+                        help="Seconds to wait for the started server to load its models and listen.")
     return parser
 
 
@@ -70,15 +74,26 @@ def _prompts() -> list[str]:
     return load_prompts("tqstar", split="dev")
 
 
-def _start_server(flags: list[str], api_key: str | None) -> tuple[subprocess.Popen, str]:
+def _start_server(flags: list[str], api_key: str | None, seconds: float) -> tuple[subprocess.Popen, str]:
     command = [sys.executable, "-m", "tqstar.cli", "serve", "--port", "0", *flags]
     env = {**os.environ, **({"TQSTAR_API_KEY": api_key} if api_key else {})}
     process = subprocess.Popen(command, stdout=subprocess.PIPE, text=True, env=env)
-    line = process.stdout.readline()  # "tqstar serve: listening on URL ..." once the models are loaded
+    line = first_line(process, seconds)  # "tqstar serve: listening on URL ..." once the models are loaded
     if "listening on" not in line:
         process.kill()
-        raise SystemExit(f"tqstar serve did not start: {line.strip() or 'no output'}")
+        process.wait(timeout=30)
+        raise SystemExit(f"tqstar serve did not start within {seconds:g} s: {line.strip() or 'no output'}")
     return process, line.split("listening on ")[1].split()[0]
+
+
+def first_line(process: subprocess.Popen, seconds: float) -> str:
+    """The first line ``process`` prints, or "" if none comes within ``seconds`` (a hung start fails, not waits)."""
+    lines: queue.Queue = queue.Queue()
+    threading.Thread(target=lambda: lines.put(process.stdout.readline()), daemon=True).start()
+    try:
+        return lines.get(timeout=seconds)
+    except queue.Empty:
+        return ""
 
 
 async def _run(url: str, args, prompts: list[str]) -> Outcome:
@@ -118,7 +133,9 @@ async def _one(http, args, prompt: str, outcome: Outcome) -> None:
         outcome.completion_tokens += tokens
 
 
-async def _streamed(http, body: dict, started: float) -> tuple[int, int, float | None]:
+async def _streamed(http, body: dict, started: float) -> tuple[int | str, int, float | None]:
+    """Status, completion tokens and time to first token of a streamed request; a request that fails after
+    its stream began has status 200 but an error event, and counts as ``"stream_error"``."""
     first, tokens = None, 0
     async with http.stream("POST", "chat/completions", json=body) as response:
         if response.status_code != 200:
@@ -127,6 +144,8 @@ async def _streamed(http, body: dict, started: float) -> tuple[int, int, float |
             if not line.startswith("data: {"):
                 continue
             event = json.loads(line[6:])
+            if "error" in event:
+                return "stream_error", 0, None
             if first is None and event.get("choices") and event["choices"][0]["delta"].get("content"):
                 first = time.perf_counter() - started
             if event.get("usage"):

@@ -16,7 +16,7 @@ from .api import Roles, build_decoder
 from .config import DecodeConfig
 from .errors import TQStarError
 from .serve import ServeConfig
-from .serve_engine import Engine, Job, QueueFull
+from .serve_engine import Engine, EngineDown, Job, QueueFull, engine_down
 from .serve_protocol import (ApiError, Catalog, Limits, MethodRequest, RawRequest, chunk, evidence, method_response,
                              new_id, parse_chat, parse_completion, raw_response, usage_chunk)
 
@@ -32,7 +32,7 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     """An app serving ``roles`` with ``defaults`` as every request's starting options."""
     engine = Engine(roles, config.max_batch, config.queue_size)
     catalog = Catalog(defaults, raw_names)
-    limits = Limits(config.max_tokens, config.max_samples, config.max_logprobs)
+    limits = Limits(config.max_tokens, config.max_samples, config.max_logprobs, config.max_top_k)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -51,7 +51,8 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
 
     @app.get("/health")
     async def health():
-        return engine.health()
+        state = engine.health()
+        return JSONResponse(state, status_code=200 if state["status"] == "ok" else 503)
 
     @app.get("/v1/models")
     async def models():
@@ -94,10 +95,14 @@ async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: 
     except QueueFull:
         raise ApiError(429, f"The server is busy: {config.queue_size} requests are already waiting. Retry in a "
                             "moment.", None, "queue_full", "rate_limit_error") from None
+    except EngineDown:
+        raise engine_down() from None
     try:
         event = await _next_event(job, request)
-        if isinstance(parsed, MethodRequest) and parsed.stream:
-            return StreamingResponse(_stream(job, parsed), media_type="text/event-stream",
+        # the stream opens with the first token: a request that fails before it (a prompt too long for the
+        # context, a failed batch) gets its error status rather than a 200 stream
+        if isinstance(parsed, MethodRequest) and parsed.stream and event[0] != "error":
+            return StreamingResponse(_stream(job, parsed, event), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         while event[0] not in ("done", "error"):
             event = await _next_event(job, request)
@@ -125,14 +130,15 @@ async def _next_event(job: Job, request: Request) -> tuple:
         return event
 
 
-async def _stream(job: Job, request: MethodRequest):
-    """Server-sent events: a chunk per token, a last chunk with the finish reason, then ``[DONE]``."""
+async def _stream(job: Job, request: MethodRequest, event: tuple):
+    """Server-sent events from the job's first ``event`` on: a chunk per token, a last chunk with the finish
+    reason, then ``[DONE]``."""
     answer_id = new_id(request.chat)
     try:
         if request.chat:
             yield _sse(chunk(request, answer_id, None, first=True))
         while True:
-            kind, *data = await job.events.get()
+            kind, *data = event
             if kind == "token" and data[1]:
                 yield _sse(chunk(request, answer_id, data[1]))
             elif kind == "done":
@@ -144,6 +150,7 @@ async def _stream(job: Job, request: MethodRequest):
             elif kind == "error":
                 yield _sse(data[0].body())
                 break
+            event = await job.events.get()
         yield "data: [DONE]\n\n"
     finally:  # the client went away (or the answer is complete): stop decoding this row
         job.cancel()
@@ -166,12 +173,20 @@ async def _read_json(request: Request, limit: int) -> dict:
         if len(raw) > limit:
             raise too_large
     try:
-        body = json.loads(raw)
+        body = json.loads(raw, parse_constant=_refuse_constant)
     except (ValueError, UnicodeDecodeError) as exc:
         raise ApiError(400, f"The body is not valid JSON ({exc}). Send a JSON object.", None, "invalid_json") from None
+    except RecursionError:
+        raise ApiError(400, "The body nests too deeply to parse. Send a flat JSON object.", None,
+                       "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.", None, "invalid_json")
     return body
+
+
+def _refuse_constant(name: str):
+    """Python's json accepts NaN and Infinity; JSON does not, and no option means anything with them."""
+    raise ValueError(f"{name} is not a JSON number")
 
 
 def _error(exc: ApiError) -> JSONResponse:

@@ -5,6 +5,7 @@ queues jobs and reads their events. Requests batch together when they would buil
 the same ``DecodeConfig`` except ``max_new_tokens`` (each row stops at its own limit through the
 decoder's ``on_token`` hook) and the seed (for deterministic settings only, so a seeded stochastic
 request always gets the same answer). A request that arrives while a batch runs waits for the next one.
+The oldest waiting request always runs in the next batch, so a stream of newer requests cannot starve it.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from .api import Roles, build_decoder
 from .decoder import ValueGuidedDecoder
 from .errors import PromptError, TQStarError
 from .lm import check_prompt
+from .remote import RemoteModelError
 from .serve_protocol import ApiError, MethodRequest, RawRequest
 
 #: Rows of per-position log-probs computed at once for a raw completion.
@@ -29,6 +31,15 @@ LOGPROB_ROWS = 64
 
 class QueueFull(Exception):
     """The queue holds as many waiting requests as it may."""
+
+
+class EngineDown(Exception):
+    """The model thread has stopped: nothing would run a new request."""
+
+
+def engine_down() -> ApiError:
+    return ApiError(503, "The server's model thread has stopped, so this request cannot run. Restart tqstar serve.",
+                    None, "engine_down", "server_error")
 
 
 @dataclass(eq=False)
@@ -44,6 +55,7 @@ class Job:
     prompt_ids: list[int] = field(default_factory=list)  # raw requests: the prompt as token ids
     prompt_tokens: int = 0  # for usage: the prompt's length in the output model's tokens
     lengths: dict[int, int] = field(default_factory=dict)  # id(model) → prompt length in its tokens
+    answered: bool = False  # its last event (done or error) has been sent
 
     @property
     def max_tokens(self) -> int:
@@ -54,8 +66,10 @@ class Job:
         """Jobs with equal keys run in one decoder batch."""
         request = self.request
         if isinstance(request, RawRequest):
-            return ("raw", request.role, request.temperature, request.n,
-                    request.seed if request.temperature > 0 else None)
+            if request.seed is not None and request.temperature > 0:
+                return ("alone", id(self))  # its own generator, so batch-mates cannot change its samples
+            # one max_tokens per batch: every row generates to it, and each prompt was checked against it
+            return ("raw", request.role, request.temperature, request.n, request.max_tokens)
         config = request.config
         if _stochastic(config):
             return ("alone", id(self))  # its own generator, seeded by its own seed
@@ -64,6 +78,8 @@ class Job:
                 budget)
 
     def emit(self, *event) -> None:
+        if event[0] in ("done", "error"):
+            self.answered = True
         try:
             self.loop.call_soon_threadsafe(self.events.put_nowait, event)
         except RuntimeError:  # the server's loop is gone: nobody is listening
@@ -85,15 +101,19 @@ class Engine:
         self.roles, self.max_batch, self.queue_size = roles, max_batch, queue_size
         self.waiting: deque[Job] = deque()
         self.condition = threading.Condition()
-        self.running = 0
+        self.running: list[Job] = []  # the jobs decoding now
         self.stats: Counter = Counter()
         self._stop = False
+        self._down = False  # set, under the lock, once the model thread has given up its jobs
         self.thread = threading.Thread(target=self._loop, name="tqstar-engine", daemon=True)
         self.thread.start()
 
     # ---- HTTP side -----------------------------------------------------------------------
     def submit(self, job: Job) -> None:
         with self.condition:
+            if self._down or not self.thread.is_alive():
+                raise EngineDown
+            self._drop_cancelled()  # requests whose clients left do not hold places in the queue
             if len(self.waiting) >= self.queue_size:
                 self.stats["rejected"] += 1
                 raise QueueFull
@@ -103,7 +123,8 @@ class Engine:
 
     def health(self) -> dict:
         with self.condition:
-            return {"status": "ok", "queued": len(self.waiting), "running": self.running, **self.stats}
+            status = "down" if self._down or not self.thread.is_alive() else "ok"
+            return {"status": status, "queued": len(self.waiting), "running": len(self.running), **self.stats}
 
     def stop(self) -> None:
         with self.condition:
@@ -117,6 +138,17 @@ class Engine:
 
     # ---- model thread --------------------------------------------------------------------
     def _loop(self) -> None:
+        try:
+            self._serve()
+        finally:  # stopped, or crashed outside a batch: no one else will answer these jobs
+            with self.condition:
+                self._down = True
+                left = [job for job in self.running if not job.answered] + list(self.waiting)
+                self.waiting.clear()
+            for job in left:
+                job.emit("error", engine_down())
+
+    def _serve(self) -> None:
         while True:
             batch = self._take()
             if batch is None:
@@ -127,20 +159,20 @@ class Engine:
                 else:
                     self._run_method(batch)
             except Exception as exc:  # one failed batch must not stop the server
-                self._count("failed", len(batch))
-                for job in batch:
+                # only the jobs still decoding: refused ones have their answer, requeued ones run later
+                failed = [job for job in self.running if not job.answered]
+                self._count("failed", len(failed))
+                for job in failed:
                     job.emit("error", _as_api_error(exc))
             finally:
                 with self.condition:
-                    self.running = 0
+                    self.running = []
 
     def _take(self) -> list[Job] | None:
         """The oldest live job and every queued job with its key, up to ``max_batch``."""
         with self.condition:
             while True:
-                while self.waiting and self.waiting[0].cancelled.is_set():
-                    self.waiting.popleft()
-                    self.stats["cancelled"] += 1
+                self._drop_cancelled()
                 if self.waiting or self._stop:
                     break
                 self.condition.wait()
@@ -154,9 +186,15 @@ class Engine:
                 if not job.cancelled.is_set() and job.key() == key:
                     self.waiting.remove(job)
                     batch.append(job)
-            self.running = len(batch)
+            self.running = batch
             self.stats["batches"] += 1
             return batch
+
+    def _drop_cancelled(self) -> None:
+        """Forget queued jobs whose clients have gone (call with the lock held)."""
+        live = [job for job in self.waiting if not job.cancelled.is_set()]
+        self.stats["cancelled"] += len(self.waiting) - len(live)
+        self.waiting = deque(live)
 
     def _requeue(self, jobs: list[Job]) -> None:
         with self.condition:
@@ -174,16 +212,11 @@ class Engine:
             return
         budget = max(job.max_tokens for job in jobs)
         decoder = build_decoder(replace(config, max_new_tokens=budget, batch_size=len(jobs)), self.roles)
-        for job in jobs:
-            job.emit("start")
 
         def on_token(index: int, token: int) -> bool:
             job = jobs[index]
             self._push(job, output, token)
-            if job.cancelled.is_set():
-                self._count("cancelled", 1)
-                return True
-            return len(job.tokens) >= job.max_tokens
+            return job.cancelled.is_set() or len(job.tokens) >= job.max_tokens
 
         prompts = [job.request.prompt for job in jobs]
         results = decoder.generate(prompts, on_token=on_token) if stepwise else decoder.generate(prompts)
@@ -194,26 +227,33 @@ class Engine:
             self._finish(job, output, result)
 
     def _admit(self, jobs: list[Job], models, output) -> list[Job]:
-        """Refuse prompts that do not fit their own max_tokens; requeue those that fit alone but not
-        with the batch's largest max_tokens (the job that has it always fits)."""
-        valid = []
-        for job in jobs:
-            try:
-                for model in models:
-                    job.lengths[id(model)] = len(check_prompt(model, job.request.prompt, job.max_tokens))
-            except PromptError as exc:
-                job.emit("error", ApiError(400, str(exc), "messages" if job.request.chat else "prompt",
-                                           "context_length_exceeded"))
-                continue
-            job.prompt_tokens = job.lengths[id(output)]
-            valid.append(job)
-        budget = max((job.max_tokens for job in valid), default=0)
-        admitted = [job for job in valid if all(job.lengths[id(m)] + budget <= m.max_length for m in models)]
-        later = [job for job in valid if job not in admitted]
+        """The jobs that decode now. Prompts that do not fit their own max_tokens are refused. The others
+        join in queue order while every prompt still fits with the batch's largest max_tokens, so the
+        oldest always runs; the rest go back to the front of the queue."""
+        admitted, later = [], []
+        for job in (job for job in jobs if self._measure(job, models, output)):
+            budget = max([job.max_tokens, *(other.max_tokens for other in admitted)])
+            group = [*admitted, job]
+            fits = all(other.lengths[id(m)] + budget <= m.max_length for other in group for m in models)
+            (admitted if fits else later).append(job)
+        with self.condition:
+            self.running = admitted
         if later:
             self._count("requeued", len(later))
             self._requeue(later)
         return admitted
+
+    def _measure(self, job: Job, models, output) -> bool:
+        """Record the prompt's length in each model's tokens; refuse it (400) if it does not fit alone."""
+        try:
+            for model in models:
+                job.lengths[id(model)] = len(check_prompt(model, job.request.prompt, job.max_tokens))
+        except PromptError as exc:
+            job.emit("error", ApiError(400, str(exc), "messages" if job.request.chat else "prompt",
+                                       "context_length_exceeded"))
+            return False
+        job.prompt_tokens = job.lengths[id(output)]
+        return True
 
     def _push(self, job: Job, model, token: int) -> None:
         """Record a token and stream the text it completes (held back while a character is partial)."""
@@ -230,7 +270,7 @@ class Engine:
         if rest:
             job.emit("token", None, rest)
         last = result.token_ids[-1] if result.token_ids else None
-        self._count("completed", 1)
+        self._settle(job)
         job.emit("done", {
             "text": result.text, "token_ids": result.token_ids, "reward": result.reward,
             "seconds": result.seconds, "forward_tokens": result.forward_tokens,
@@ -238,24 +278,28 @@ class Engine:
             "prompt_tokens": job.prompt_tokens, "completion_tokens": len(result.token_ids),
             "trace": result.trace_records() if job.request.trace else None})
 
+    def _settle(self, job: Job) -> None:
+        """Count a job that has run once: cancelled if its client left on the way, else completed."""
+        self._count("cancelled" if job.cancelled.is_set() else "completed", 1)
+
     # ---- raw models ----------------------------------------------------------------------
     def _run_raw(self, jobs: list[Job]) -> None:
         first = jobs[0].request
         model = self.roles.reference if first.role == "reference" else self.roles.baseline
         jobs = [job for job in jobs if self._raw_prompt(job, model)]
-        generating = [job for job in jobs if job.max_tokens > 0]
-        samples = []
-        if generating:
+        with self.condition:
+            self.running = jobs
+        sampled = [[()] * first.n for _ in jobs]  # max_tokens=0 (echo only): nothing to generate
+        if jobs and first.max_tokens > 0:  # the whole batch has this max_tokens (it is in the key)
             generator = torch.Generator()
             generator.manual_seed(first.seed if first.seed is not None else random.getrandbits(63))
-            samples = model.sample_continuations([job.prompt_ids for job in generating], None, first.n,
-                                                 max(job.max_tokens for job in generating) - 1,
-                                                 first.temperature, generator)
-        sampled = {id(job): [c.tokens[:job.max_tokens] for c in row[0]] for job, row in zip(generating, samples)}
-        for job in jobs:
-            outputs = sampled.get(id(job), [()] * job.request.n)
-            choices = [self._raw_choice(job, model, list(tokens)) for tokens in outputs]
-            self._count("completed", 1)
+            rows = model.sample_continuations([job.prompt_ids for job in jobs], None, first.n, first.max_tokens - 1,
+                                              first.temperature, generator)
+            sampled = [[c.tokens for c in row[0]] for row in rows]
+        for job, samples in zip(jobs, sampled):
+            outputs = [_cut_at(list(tokens)[:job.max_tokens], job.request.stop_token_ids) for tokens in samples]
+            choices = [self._raw_choice(job, model, tokens) for tokens in outputs]
+            self._settle(job)
             self._count("generated_tokens", sum(len(t) for t in outputs))
             job.emit("done", {"choices": choices, "prompt_tokens": len(job.prompt_ids),
                               "completion_tokens": sum(len(t) for t in outputs)})
@@ -285,7 +329,8 @@ class Engine:
         request = job.request
         prompt = job.prompt_ids
         text = model.decode(tokens) if not request.echo else model.decode(prompt) + model.decode(tokens)
-        finish = "stop" if tokens and tokens[-1] in model.eos_token_ids else "length"
+        ends = model.eos_token_ids | set(request.stop_token_ids)
+        finish = "stop" if tokens and tokens[-1] in ends else "length"
         choice = {"text": text, "logprobs": None, "finish_reason": finish}
         if request.logprobs is not None:
             choice["logprobs"] = _logprobs(model, prompt, tokens, request.logprobs, request.echo, request.token_ids)
@@ -322,9 +367,17 @@ def _logprobs(model, prompt: list[int], tokens: list[int], top: int, echo: bool,
             "text_offset": offsets}
 
 
+def _cut_at(tokens: list[int], stops) -> list[int]:
+    """``tokens`` up to and including the first stop id (vLLM's ``stop_token_ids``)."""
+    end = next((i + 1 for i, token in enumerate(tokens) if token in stops), len(tokens))
+    return tokens[:end]
+
+
 def _as_api_error(exc: Exception) -> ApiError:
     if isinstance(exc, ApiError):
         return exc
+    if isinstance(exc, RemoteModelError):  # the request was fine; a model server behind this one failed
+        return ApiError(502, str(exc), None, "upstream_error", "server_error")
     if isinstance(exc, TQStarError):
         return ApiError(422 if isinstance(exc, ValueError) else 500, str(exc), None, type(exc).__name__,
                         "invalid_request_error" if isinstance(exc, ValueError) else "server_error")

@@ -10,7 +10,8 @@ Two kinds of model are served:
   ``return_tokens_as_token_ids``, which is what ``tqstar.remote`` asks of a baseline server.
 
 Status codes: 400 malformed or unknown fields, 401 API key, 404 unknown model, 413 body too large,
-422 out-of-range values, 429 queue full; the body is always ``{"error": {message, type, param, code}}``.
+422 out-of-range values, 429 queue full, 502 a remote model behind the server failed, 503 the model
+thread has stopped; the body is always ``{"error": {message, type, param, code}}``.
 """
 
 from __future__ import annotations
@@ -33,7 +34,7 @@ COMMON_FIELDS = {"model", "max_tokens", "stream", "stream_options", "n", "seed",
 CHAT_FIELDS = COMMON_FIELDS | {"messages", "max_completion_tokens"}
 METHOD_COMPLETION_FIELDS = COMMON_FIELDS | {"prompt"}
 RAW_FIELDS = {"model", "prompt", "max_tokens", "n", "seed", "temperature", "top_p", "stop", "user", "stream",
-              "logprobs", "echo", "return_tokens_as_token_ids"}
+              "logprobs", "echo", "return_tokens_as_token_ids", "stop_token_ids"}
 
 
 class ApiError(Exception):
@@ -52,9 +53,15 @@ class ApiError(Exception):
 class Limits:
     """The caps a request must respect (from ``ServeConfig``)."""
 
-    max_tokens: int
-    max_samples: int
+    max_tokens: int  # also caps a request's horizon
+    max_samples: int  # n of raw completions; num_rollouts and best_of of a request
     max_logprobs: int
+    max_top_k: int
+
+    def caps(self) -> dict[str, tuple[int, str]]:
+        """The decode options a request may raise only this far: option → (cap, the server flag)."""
+        return {"top_k": (self.max_top_k, "--max-top-k"), "num_rollouts": (self.max_samples, "--max-samples"),
+                "best_of": (self.max_samples, "--max-samples"), "horizon": (self.max_tokens, "--max-tokens")}
 
 
 @dataclass
@@ -84,6 +91,7 @@ class RawRequest:
     logprobs: int | None = None
     echo: bool = False
     token_ids: bool = False  # return_tokens_as_token_ids
+    stop_token_ids: tuple[int, ...] = ()  # a sample ends at the first of these (kept), as at EOS
 
 
 class Catalog:
@@ -158,7 +166,11 @@ def _user_message(messages) -> str:
                             "(system prompts and earlier turns are not supported).", "messages", "unsupported_messages")
     content = messages[0].get("content")
     if isinstance(content, list):  # content parts: keep the text ones
-        content = "".join(p.get("text", "") for p in content if isinstance(p, dict) and p.get("type") == "text")
+        texts = [p.get("text") for p in content if isinstance(p, dict) and p.get("type") == "text"]
+        if not all(isinstance(text, str) for text in texts):
+            raise ApiError(400, "A text part of the user message has no string 'text'. Send "
+                                "{'type': 'text', 'text': '...'}.", "messages", "invalid_prompt")
+        content = "".join(texts)
     if not isinstance(content, str) or not content.strip():
         raise ApiError(400, "The user message is empty. Put the prompt in messages[0].content.", "messages",
                        "invalid_prompt")
@@ -171,6 +183,7 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
         raise ApiError(422, f"model names method {method!r} but the method field says {extra['method']!r}. "
                             "Send one of them.", "method", "conflicting_options")
     options = {**options, "method": method, **extra}
+    _check_caps(options, limits)
     _check_openai_sampling(body, n_allowed=1)
     temperature = _number(body, "temperature", 0.0, None)
     if temperature is not None:  # the OpenAI knob: 0 → greedy choice, else the temperature of π_alg
@@ -181,8 +194,8 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
         else:
             options.setdefault("selection_temperature", temperature)
     max_tokens = _max_tokens(body, options.pop("max_new_tokens", None), catalog.defaults.max_new_tokens, limits)
-    if body.get("seed") is not None:
-        options["seed"] = _integer(body, "seed", 0, 2**63 - 1)
+    if options.get("seed") is not None:  # from the body or the model name: a torch generator's range
+        options["seed"] = _integer(options, "seed", 0, 2**63 - 1)
     try:
         config = replace(catalog.defaults, **options, max_new_tokens=max_tokens)
     except ConfigError as exc:
@@ -192,6 +205,21 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
         raise ApiError(422, "stream_options must be an object such as {\"include_usage\": true}.", "stream_options")
     return MethodRequest(body["model"], prompt, config, _flag(body, "stream"),
                          bool(stream_options.get("include_usage")), _flag(body, "trace"), chat)
+
+
+def _check_caps(options: dict, limits: Limits) -> None:
+    """Options a request sets (in the model name or the body) that multiply its work stay under the caps;
+    the server's own defaults are the operator's choice and are not capped."""
+    for name, (cap, flag) in limits.caps().items():
+        if name not in options:
+            continue
+        value = options[name]
+        if value is None:  # horizon 'eos': rollouts as long as the context allows
+            raise ApiError(422, f"{name}='eos' is not accepted per request. Send a {name} of at most {cap} (the "
+                                f"server's {flag}).", name, "out_of_range")
+        if value > cap:
+            raise ApiError(422, f"{name}={value} is over the server's cap of {cap} ({flag}). Send at most {cap}.",
+                           name, "out_of_range")
 
 
 def _raw_request(body: dict, role: str, limits: Limits) -> RawRequest:
@@ -215,7 +243,18 @@ def _raw_request(body: dict, role: str, limits: Limits) -> RawRequest:
     return RawRequest(body["model"], role, prompt, max_tokens, _integer(body, "n", 1, limits.max_samples, default=1),
                       1.0 if temperature is None else temperature, _integer(body, "seed", 0, 2**63 - 1),
                       _integer(body, "logprobs", 0, limits.max_logprobs), echo,
-                      _flag(body, "return_tokens_as_token_ids"))
+                      _flag(body, "return_tokens_as_token_ids"), _token_list(body, "stop_token_ids"))
+
+
+def _token_list(body: dict, name: str) -> tuple[int, ...]:
+    value = body.get(name)
+    if value is None:
+        return ()
+    if not isinstance(value, list) or not all(isinstance(t, int) and not isinstance(t, bool) and t >= 0
+                                              for t in value):
+        raise ApiError(422, f"{name} must be a list of token ids (integers ≥ 0), got {value!r}.", name,
+                       "invalid_type")
+    return tuple(value)
 
 
 def _check_openai_sampling(body: dict, n_allowed: int | None) -> None:
@@ -258,6 +297,7 @@ def _number(body: dict, name: str, low: float, high: float | None):
         return None
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ApiError(422, f"{name} must be a number, got {value!r}.", name, "invalid_type")
+    _require_finite(name, value)
     if value < low or (high is not None and value > high):
         raise ApiError(422, f"{name}={value} is out of range: use a value ≥ {low}.", name, "out_of_range")
     return float(value)
@@ -284,7 +324,20 @@ def _typed(name: str, value):
           "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind.split(" ")[0]]
     if not ok:
         raise ApiError(422, f"{name} must be of type {kind}, got {value!r}.", name, "invalid_type")
+    if kind.startswith("float"):
+        _require_finite(name, value)
     return value
+
+
+def _require_finite(name: str, value) -> None:
+    """Refuse infinities (a JSON number such as 1e999 parses as one) and integers too large for a float."""
+    try:
+        finite = math.isfinite(value)
+    except OverflowError:
+        finite = False
+    if not finite:
+        raise ApiError(422, f"{name}={value!r} is not a finite number. Send an ordinary value.", name,
+                       "out_of_range")
 
 
 def _from_text(name: str, text: str):
@@ -298,10 +351,13 @@ def _from_text(name: str, text: str):
             return None
         if kind == "bool":
             return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
-        return {"int": int, "float": float, "str": str}[kind](text)
+        value = {"int": int, "float": float, "str": str}[kind](text)
     except (KeyError, ValueError):
         raise ApiError(422, f"Option {name}={text!r} in the model name is not a valid {kind}.", "model",
                        "invalid_type") from None
+    if kind == "float":
+        _require_finite(name, value)
+    return value
 
 
 def _named_field(message: str) -> str | None:
