@@ -1,11 +1,13 @@
 """The remote backend against a real ``tqstar serve`` on loopback: the same ids, log-probs, rollouts and
-TQ* decisions as the same model in process; retries through a flaky proxy; clear refusals."""
+TQ* decisions as the same model in process; retries through a flaky proxy; clear refusals; rollouts cut
+at the local EOS; a served remote failure as 502."""
 
 import json
 import threading
 from http.server import BaseHTTPRequestHandler, ThreadingHTTPServer
 
 import httpx
+import openai
 import pytest
 import torch
 
@@ -48,7 +50,9 @@ def server(local, baseline_dir):
 
 @pytest.fixture(scope="module")
 def remote(server, baseline_dir):
-    return load_language_model(f"openai:{server.url}#{baseline_dir}")
+    model = load_language_model(f"openai:{server.url}#{baseline_dir}")
+    yield model
+    model.close()
 
 
 @pytest.fixture(scope="module")
@@ -113,9 +117,12 @@ def test_tq_star_with_a_served_baseline_decides_like_the_in_process_run(remote, 
 def test_top_k_above_a_remote_proposals_log_probs_is_refused(server, baseline_dir, local):
     proposal = load_language_model(f"openai:{server.url}#{baseline_dir}?top_logprobs=4")
     reward = CallableReward(lambda prompts, responses: [0.0] * len(responses), "zero")
-    with pytest.raises(ConfigError, match="top_k=5 .* only 4 log-probs.*--top-k to 4"):
-        build_decoder(DecodeConfig(method="args", top_k=5), Roles(proposal, local, reward))
-    build_decoder(DecodeConfig(method="args", top_k=4), Roles(proposal, local, reward))
+    try:
+        with pytest.raises(ConfigError, match="top_k=5 .* only 4 log-probs.*--top-k to 4"):
+            build_decoder(DecodeConfig(method="args", top_k=5), Roles(proposal, local, reward))
+        build_decoder(DecodeConfig(method="args", top_k=4), Roles(proposal, local, reward))
+    finally:
+        proposal.close()
 
 
 @pytest.mark.parametrize("spec, message", [
@@ -146,6 +153,7 @@ class FaultyProxy:
 
     def __init__(self, upstream: str):
         self.upstream, self.failures, self.rewrite, self.hits = upstream, 0, None, 0
+        self.failure_status, self.last_body, self.models = 503, None, []
         proxy = self
 
         class Handler(BaseHTTPRequestHandler):
@@ -162,7 +170,10 @@ class FaultyProxy:
                 proxy.hits += 1
                 if proxy.failures:
                     proxy.failures -= 1
-                    return self.answer(503, {"error": {"message": "warming up"}}, {"Retry-After": "0"})
+                    return self.answer(proxy.failure_status, {"error": {"message": "warming up"}},
+                                       {"Retry-After": "0"})
+                if body:
+                    proxy.last_body = json.loads(body)
                 url = proxy.upstream + self.path.removeprefix("/v1")
                 response = httpx.request(self.command, url, content=body,
                                          headers={"Content-Type": "application/json"})
@@ -189,13 +200,17 @@ class FaultyProxy:
 def proxy(server):
     running = FaultyProxy(server.url)
     yield running
+    for model in running.models:
+        model.close()
     running.http.shutdown()
 
 
-def through(proxy, baseline_dir):
+def through(proxy, baseline_dir, retries=3):
     from tqstar.remote import load_remote_model
 
-    return load_remote_model(f"openai:{proxy.url}#{baseline_dir}?retries=3")
+    model = load_remote_model(f"openai:{proxy.url}#{baseline_dir}?retries={retries}")
+    proxy.models.append(model)
+    return model
 
 
 def test_transient_failures_are_retried(proxy, baseline_dir, local):
@@ -203,6 +218,47 @@ def test_transient_failures_are_retried(proxy, baseline_dir, local):
     proxy.failures, hits = 2, proxy.hits
     logprobs = model.next_token_logprobs(prefixes(local)[:1])
     assert proxy.hits - hits == 3 and torch.isfinite(logprobs).sum() == 20
+
+
+def test_a_redirect_is_refused_not_read_as_an_answer(proxy, baseline_dir, local):
+    model = through(proxy, baseline_dir)
+    proxy.failures, proxy.failure_status = 1, 302
+    with pytest.raises(RemoteModelError, match="refused the request \\(HTTP 302"):
+        model.next_token_logprobs(prefixes(local)[:1])
+
+
+def test_rollouts_stop_at_the_local_eos_even_when_the_server_rolls_past_it(proxy, baseline_dir, local):
+    model = through(proxy, baseline_dir)
+    eos, served = min(local.eos_token_ids), []
+
+    def eos_second(answer):  # a server that ignores the stop ids: the 2nd token is EOS, and more follow
+        for choice in answer["choices"]:
+            choice["logprobs"]["tokens"][1] = f"token_id:{eos}"
+        served.append(answer)
+        return answer
+
+    proxy.rewrite = eos_second
+    got = model.sample_continuations(prefixes(local)[:1], None, 1, 4, 0.0)[0][0][0]
+    logprobs = served[-1]["choices"][0]["logprobs"]
+    assert len(logprobs["tokens"]) > 2
+    assert got.tokens == (int(logprobs["tokens"][0].split(":")[1]), eos)
+    assert got.logprob == pytest.approx(sum(logprobs["token_logprobs"][:2]))
+    assert proxy.last_body["stop_token_ids"] == sorted(local.eos_token_ids)
+
+
+def test_a_tqstar_server_whose_remote_baseline_fails_answers_502(proxy, baseline_dir, local):
+    baseline = through(proxy, baseline_dir, retries=0)
+    config = DecodeConfig(top_k=2, horizon=2, max_new_tokens=2)
+    app = create_app(ServeConfig(), Roles(local, baseline, load_reward("sentiment")), config, {})
+    running = serve_in_thread(app)
+    try:
+        proxy.failures = 10**6
+        client = openai.OpenAI(base_url=running.url, api_key="unused", max_retries=0)
+        with pytest.raises(openai.APIStatusError) as failed:
+            client.chat.completions.create(model="tq-direct", messages=[{"role": "user", "content": PROMPTS[0]}])
+        assert failed.value.status_code == 502 and failed.value.body["code"] == "upstream_error"
+    finally:
+        running.close()
 
 
 def _fewer_logprobs(answer):
@@ -217,6 +273,19 @@ def _no_logprobs(answer):
     return answer
 
 
+def _null_top_logprobs(answer):
+    for choice in answer["choices"]:
+        choice["logprobs"]["top_logprobs"] = None
+    return answer
+
+
+def _id_outside_the_vocabulary(answer):
+    for choice in answer["choices"]:
+        top = choice["logprobs"]["top_logprobs"][0]
+        top["token_id:99999999"] = top.pop(next(iter(top)))
+    return answer
+
+
 def _tokens_as_text(answer):
     for choice in answer["choices"]:
         choice["logprobs"]["tokens"] = ["hello" for _ in choice["logprobs"]["tokens"]]
@@ -227,6 +296,8 @@ def _tokens_as_text(answer):
     (_fewer_logprobs, "next", "returned 3 log-probs per token, fewer than the 20 asked for"),
     (_no_logprobs, "next", "answered without log-probs"),
     (_no_logprobs, "rollout", "answered without log-probs"),
+    (_null_top_logprobs, "next", "answered without top log-probs"),
+    (_id_outside_the_vocabulary, "next", "'token_id:99999999', outside the local tokenizer's vocabulary"),
     (_tokens_as_text, "rollout", "not as 'token_id:N'"),
 ])
 def test_an_endpoint_without_the_needed_logprobs_or_ids_is_refused(proxy, baseline_dir, local, rewrite, call,

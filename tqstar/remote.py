@@ -11,8 +11,9 @@ How the protocol's calls map to requests (the requests of one call run concurren
 * ``next_token_logprobs``: ``max_tokens=1, temperature=0, logprobs=L`` → the top-L log-probs; every
   other token gets −inf, so a remote model proposes at most L candidates (keep ``top_k ≤ L``).
 * ``sample_continuations``: one request per prefix and branch token ``z``: ``prompt = prefix + [z]``,
-  ``n = N``, ``max_tokens = H``; ``log ρ(z | prefix)`` comes from the prefix's top-L log-probs (or an
-  echo request when ``z`` is not among them).
+  ``n = N``, ``max_tokens = H``, ``stop_token_ids`` = the local EOS ids; ``log ρ(z | prefix)`` comes from
+  the prefix's top-L log-probs (or an echo request when ``z`` is not among them). A continuation that
+  runs past a local EOS id anyway is cut after it.
 * ``continuation_logprobs``: ``echo=True`` returns the prompt's token log-probs; the continuation's
   sum is read off its positions.
 """
@@ -115,6 +116,10 @@ class _Client:
         self.http = httpx.Client(base_url=spec.url + "/", timeout=spec.timeout, headers=headers, limits=limits)
         self.pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix="tqstar-remote")
 
+    def close(self) -> None:
+        self.pool.shutdown(wait=True)
+        self.http.close()
+
     def get(self, path: str) -> dict:
         return self._request("GET", path, None)
 
@@ -134,7 +139,7 @@ class _Client:
             except self.httpx.TransportError as exc:  # refused or dropped connection, timeout
                 failure, wait = f"{type(exc).__name__}: {exc}", _backoff(attempt)
                 continue
-            if response.status_code < 400:
+            if response.is_success:  # 2xx only: a redirect or a 1xx carries no answer
                 return _json(response, self.spec)
             failure = f"HTTP {response.status_code}: {_error_message(response)}"
             if response.status_code not in TRANSIENT_STATUS:
@@ -159,9 +164,13 @@ def _retry_after(response) -> float | None:
 
 def _json(response, spec: RemoteSpec) -> dict:
     try:
-        return response.json()
+        answer = response.json()
     except ValueError:
-        raise RemoteModelError(f"{spec.url} answered with something other than JSON: {response.text[:200]!r}") from None
+        answer = None
+    if not isinstance(answer, dict):
+        raise RemoteModelError(f"{spec.url} answered with something other than a JSON object: "
+                               f"{response.text[:200]!r}")
+    return answer
 
 
 def _error_message(response) -> str:
@@ -187,7 +196,11 @@ class RemoteLanguageModel:
         self.vocabulary = f"{type(tokenizer).__name__}:{len(tokenizer)}:{_vocab_fingerprint(tokenizer)}"
         self.eos_token_ids = frozenset(eos_token_ids)
         self.client = _Client(spec)
-        self.max_length = spec.max_length or self._served_context()
+        try:
+            self.max_length = spec.max_length or self._served_context()
+        except BaseException:
+            self.client.close()
+            raise
         #: Next tokens this model can rank: the endpoint returns only its top log-probs.
         self.max_candidates = spec.top_logprobs
         #: Tokens the endpoint reports processing (its usage: prompt + completion), for reports.
@@ -206,22 +219,24 @@ class RemoteLanguageModel:
         context = entry.get("max_model_len") or getattr(self.tokenizer, "model_max_length", 0)
         return int(context) if 0 < int(context) < 10**7 else 2048
 
+    def close(self) -> None:
+        """Close the connections and the request threads; the model cannot be used afterwards."""
+        self.client.close()
+
     # ---- model calls ---------------------------------------------------------------------
     def next_token_logprobs(self, prefixes: Sequence[Sequence[int]]) -> torch.Tensor:
         top = self.spec.top_logprobs
         answers = self._complete([self._body(p, max_tokens=1, temperature=0.0, logprobs=top) for p in prefixes])
         out = torch.full((len(prefixes), len(self.tokenizer)), -math.inf)  # (B, V)
         for row, answer in enumerate(answers):
-            given = _logprobs(answer, self.spec)[0]["top_logprobs"][0] or {}
+            given = _top_logprobs(answer, self.spec)
             if len(given) < min(top, len(self.tokenizer)):
                 raise RemoteModelError(
                     f"{self.spec.url} returned {len(given)} log-probs per token, fewer than the {top} asked for. "
                     f"Lower ?top_logprobs= in the model spec (and top_k to at most that), or raise the server's "
                     "limit (vllm serve --max-logprobs N).")
             for key, logprob in given.items():
-                token = _token_id(key, self.spec)
-                if token < out.shape[1]:
-                    out[row, token] = logprob
+                out[row, _token_id(key, self.spec, out.shape[1])] = logprob
         return out
 
     def sample_continuations(
@@ -242,13 +257,16 @@ class RemoteLanguageModel:
                     for j, z in enumerate(row)]
             branch_logprobs = self._branch_logprobs(prefixes, branches)
         needed = [a for a in asks if a[4] > 0 and a[3] not in self.eos_token_ids]
+        # stop_token_ids: a server that stops only at its tokenizer's EOS (vLLM with --generation-config vllm)
+        # would otherwise roll past a chat model's end-of-turn token
         bodies = [self._body(prompt, max_tokens=limit, temperature=temperature, n=num_samples, logprobs=1,
-                             **_seed(temperature, generator)) for _, _, prompt, _, limit in needed]
+                             stop_token_ids=sorted(self.eos_token_ids), **_seed(temperature, generator))
+                  for _, _, prompt, _, limit in needed]
         sampled = dict(zip([(b, j) for b, j, *_ in needed], self._complete(bodies)))
         out = [[[] for _ in row] for row in branches] if branches is not None else [[[]] for _ in prefixes]
         for b, j, _, first, _ in asks:
             head = () if first is None else (first,)
-            tails = _continuations(sampled[b, j], self.spec) if (b, j) in sampled else [((), 0.0)] * num_samples
+            tails = self._continuations(sampled[b, j]) if (b, j) in sampled else [((), 0.0)] * num_samples
             out[b][j] = [Continuation(head + tokens, branch_logprobs[b][j] + lp) for tokens, lp in tails]
         self.rollout_seconds += time.perf_counter() - started
         self.rollout_tokens += sum(len(c.tokens) for row in out for branch in row for c in branch)
@@ -272,6 +290,19 @@ class RemoteLanguageModel:
                                        "serve the model with vLLM or tqstar serve.")
             scores[b, c] = float(sum(given))
         return [[scores.get((b, tuple(c)), 0.0) for c in group] for b, group in enumerate(continuations)]
+
+    def _continuations(self, answer: dict) -> list[tuple[tuple[int, ...], float]]:
+        """Each choice's generated ids up to and including the first local EOS id, and their summed log-prob."""
+        out = []
+        for logprobs in _logprobs(answer, self.spec):
+            tokens = [_token_id(t, self.spec, len(self.tokenizer)) for t in logprobs["tokens"]]
+            scores = logprobs.get("token_logprobs")
+            if not isinstance(scores, list) or len(scores) != len(tokens):
+                raise RemoteModelError(f"{self.spec.url} answered without a log-prob for every token. tqstar needs "
+                                       "an endpoint that returns them (logprobs=N): vLLM or tqstar serve.")
+            end = next((i + 1 for i, t in enumerate(tokens) if t in self.eos_token_ids), len(tokens))
+            out.append((tuple(tokens[:end]), float(sum(lp for lp in scores[:end] if lp is not None))))
+        return out
 
     # ---- requests ------------------------------------------------------------------------
     def _body(self, prompt: Sequence[int], **params) -> dict:
@@ -317,21 +348,27 @@ def _logprobs(answer: dict, spec: RemoteSpec) -> list[dict]:
     return [c["logprobs"] for c in choices]
 
 
-def _continuations(answer: dict, spec: RemoteSpec) -> list[tuple[tuple[int, ...], float]]:
-    """The generated ids and their summed log-prob of every choice."""
-    out = []
-    for logprobs in _logprobs(answer, spec):
-        tokens = tuple(_token_id(t, spec) for t in logprobs["tokens"])
-        out.append((tokens, float(sum(lp for lp in logprobs["token_logprobs"] if lp is not None))))
-    return out
+def _top_logprobs(answer: dict, spec: RemoteSpec) -> dict:
+    """The first choice's top log-probs at its first token: ``{"token_id:N": log-prob}``."""
+    tops = _logprobs(answer, spec)[0].get("top_logprobs")
+    if not isinstance(tops, list) or not tops or not isinstance(tops[0], dict):
+        raise RemoteModelError(f"{spec.url} answered without top log-probs (logprobs=N). tqstar needs an endpoint "
+                               "that returns them: serve the model with vLLM or tqstar serve.")
+    return tops[0]
 
 
-def _token_id(token: str, spec: RemoteSpec) -> int:
-    if not token.startswith(TOKEN_ID):
+def _token_id(token: str, spec: RemoteSpec, vocabulary: int) -> int:
+    """The id in a ``"token_id:N"`` token, refusing text tokens and ids the local tokenizer does not have."""
+    if not isinstance(token, str) or not token.startswith(TOKEN_ID):
         raise RemoteModelError(
             f"{spec.url} returned tokens as text ({token!r}), not as 'token_id:N', so their ids are ambiguous. "
             "Use a server that honours return_tokens_as_token_ids (vLLM, tqstar serve).")
-    return int(token[len(TOKEN_ID):])
+    digits = token[len(TOKEN_ID):]
+    if not (digits.isascii() and digits.isdigit()) or int(digits) >= vocabulary:
+        raise RemoteModelError(
+            f"{spec.url} returned token {token!r}, outside the local tokenizer's vocabulary (size {vocabulary}): "
+            "the tokenizer does not match the served model. Name the served model's own with ?tokenizer=SPEC.")
+    return int(digits)
 
 
 def load_remote_model(spec: str, device: str | None = None, dtype: str | None = None) -> RemoteLanguageModel:
