@@ -16,6 +16,7 @@ from pathlib import Path
 
 from .config import at_least, option, positive
 from .errors import ConfigError
+from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
 
 @dataclass
@@ -59,8 +60,8 @@ def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress
     import torch
 
     path = Path(config.output) / "pairs.jsonl"
-    done = _read_jsonl(path)
-    _rewrite_jsonl(path, done)  # drops a last line cut short by a kill, before anything is appended
+    done = read_jsonl(path)
+    rewrite_jsonl(path, done)  # drops a last line cut short by a kill, before anything is appended
     seen = {record["prompt"] for record in done}
     todo = [p for p in prompts if p not in seen]
     sampler = SamplingDecoder(model, config.temperature, config.max_new_tokens, "sample", reward,
@@ -72,7 +73,7 @@ def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress
         record = {"prompt": prompt, "chosen": best.text, "rejected": worst.text,
                   "chosen_reward": best.reward, "rejected_reward": worst.reward,
                   "skipped": best.reward - worst.reward < config.min_margin or best.text == worst.text}
-        _append_jsonl(path, record)
+        append_jsonl(path, [record])
         done.append(record)
     return [r for r in done if not r["skipped"]]
 
@@ -142,7 +143,7 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     adapted = load_language_model(str(out.resolve()))
     metadata = {
         "config": asdict(config), "reference": config.reference, "reward": config.reward, "beta": config.beta,
-        "prompts": len(train_prompts), "pairs": len(pairs), "skipped_ties": len(_read_jsonl(out / "pairs.jsonl"))
+        "prompts": len(train_prompts), "pairs": len(pairs), "skipped_ties": len(read_jsonl(out / "pairs.jsonl"))
         - len(pairs), "curves": curves,
         "dev_reward": {"reference": mean_reward(reference, reward, dev_prompts, config.max_new_tokens),
                        "adapter": mean_reward(adapted, reward, dev_prompts, config.max_new_tokens)},
@@ -207,30 +208,6 @@ def _plot_curves(curves: dict, out: Path) -> None:
         fig.tight_layout()
         fig.savefig(out / f"{key}.png", dpi=120)
         plt.close(fig)
-
-
-def _read_jsonl(path: Path) -> list[dict]:
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text().splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # a line cut short by a kill: everything before it is intact
-    return records
-
-
-def _rewrite_jsonl(path: Path, records: list[dict]) -> None:
-    partial = path.with_suffix(".partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
-    partial.replace(path)
-
-
-def _append_jsonl(path: Path, record: dict) -> None:
-    with open(path, "a", encoding="utf-8") as f:
-        f.write(json.dumps(record, ensure_ascii=False) + "\n")
-        f.flush()
 
 
 def _progress(items, enabled: bool, desc: str):

@@ -17,6 +17,7 @@ from typing import Any, Iterable
 
 from .config import DecodeConfig, RolesConfig, at_least, option
 from .errors import ConfigError
+from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
 
@@ -211,19 +212,6 @@ def read_records(run_dir: str | Path) -> list[dict]:
     return read_jsonl(records_path(run_dir))
 
 
-def read_jsonl(path: Path) -> list[dict]:
-    """Every complete record; a last line cut short by a kill is ignored."""
-    if not path.is_file():
-        return []
-    records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
-        try:
-            records.append(json.loads(line))
-        except json.JSONDecodeError:
-            break  # only the last line can be partial: appends are whole chunks
-    return records
-
-
 def _claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -256,20 +244,8 @@ def _keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]
             seen.add(key)
             unique.append(r)
     if records_path(run_dir).is_file():  # rewritten even when nothing was dropped: it may end in a torn line
-        partial = records_path(run_dir).with_suffix(".partial")
-        partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in unique), encoding="utf-8")
-        os.replace(partial, records_path(run_dir))
+        rewrite_jsonl(records_path(run_dir), unique)
     return done
-
-
-def _append_chunk(run_dir: Path, records: list[dict]) -> None:
-    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
-    fd = os.open(records_path(run_dir), os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
-    try:
-        os.write(fd, data)  # one write: a kill leaves at most one torn tail, dropped on resume
-        os.fsync(fd)
-    finally:
-        os.close(fd)
 
 
 # --- running ---------------------------------------------------------------------------------------
@@ -303,7 +279,7 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
     from .workers import run_chunks
 
     for records in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
-        _append_chunk(run_dir, records)
+        append_jsonl(records_path(run_dir), records)
     if config.judge_url:
         from .judge import judge_run
 

@@ -4,7 +4,6 @@ answers in random order, a score from 1 to 10 for each, win/tie/lose. Judgements
 
 from __future__ import annotations
 
-import json
 import os
 import random
 import re
@@ -12,7 +11,8 @@ import time
 from pathlib import Path
 
 from .errors import ConfigError
-from .evaluate import EvalConfig, MethodSpec, read_jsonl, read_records
+from .evaluate import EvalConfig, MethodSpec, read_records
+from .jsonl import append_jsonl, read_jsonl
 
 SYSTEM = "You are a helpful, harmless and precise assistant for checking the quality of answers."
 TEMPLATE = """[Question]
@@ -56,8 +56,8 @@ def judge_run(config: EvalConfig, specs: list[MethodSpec]) -> Path:
             if theirs is None or (against, other, index) in done:
                 continue
             judgement = _judge_pair(client, mine, theirs, random.Random(f"{config.seed}:{other}:{index}"))
-            _append(path, {"method": against, "against": other, "prompt_index": index, "model": config.judge_model,
-                           **judgement})
+            append_jsonl(path, [{"method": against, "against": other, "prompt_index": index,
+                                 "model": config.judge_model, **judgement}])
     return path
 
 
@@ -126,10 +126,3 @@ def summarise_judgements(rows: list[dict]) -> dict:
         duels.append({"method": method, "against": against, **c,
                       "win_tie": (c["win"] + c["tie"]) / judged if judged else float("nan")})
     return {"model": rows[0].get("model", "judge") if rows else "judge", "duels": duels}
-
-
-def _append(path: Path, row: dict) -> None:
-    with open(path, "a", encoding="utf-8") as out:
-        out.write(json.dumps(row, ensure_ascii=False) + "\n")
-        out.flush()
-        os.fsync(out.fileno())

@@ -8,7 +8,8 @@ import json
 from pathlib import Path
 
 from .errors import ConfigError
-from .evaluate import read_jsonl, read_records
+from .evaluate import read_records
+from .jsonl import read_jsonl
 from .metrics import summarise
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
