@@ -7,11 +7,12 @@ including its EOS, so every quantity (ρ*, Q*, π_alg) is a finite sum over 40 r
 from __future__ import annotations
 
 import math
+from functools import partial
 from itertools import product
 
 import torch
 
-from tqstar.lm import Continuation
+from tqstar.lm import Continuation, per_prefix
 
 EOS, LETTERS, MAX_TOKENS = 0, "abc", 4
 VOCAB = 1 + len(LETTERS)
@@ -96,13 +97,12 @@ class TabularLM:
         return [[self.logprob(p, c) for c in group] for p, group in zip(prefixes, continuations)]
 
     def sample_continuations(self, prefixes, branches, num_samples, max_new_tokens, temperature, generator=None):
-        if temperature != 1.0:
-            raise ValueError("the tabular model samples at temperature 1 only")
+        limits = per_prefix(max_new_tokens, len(prefixes))
+        draw = self._sample if temperature == 1.0 else partial(self._sample_tempered, temperature=temperature)
         out = []
         for b, prefix in enumerate(prefixes):
             starts = [(z,) for z in branches[b]] if branches is not None else [()]
-            out.append([self._sample(tuple(prefix), start, num_samples, max_new_tokens, generator)
-                        for start in starts])
+            out.append([draw(tuple(prefix), start, num_samples, limits[b], generator) for start in starts])
         return out
 
     def _sample(self, prefix, start, n, max_new_tokens, generator):
@@ -116,6 +116,26 @@ class TabularLM:
         drawn = {i: completions[i][len(prefix):][:keep] for i in set(picks)}
         scored = {i: Continuation(row, self.logprob(prefix, row)) for i, row in drawn.items()}
         return [scored[i] for i in picks]
+
+    def _sample_tempered(self, prefix, start, n, max_new_tokens, generator, temperature):
+        """Token by token from softmax(log ρ / T) (argmax at T = 0), recording log q_T of the drawn tokens."""
+        limit = len(start) + max_new_tokens + (0 if start else 1)  # without a branch the first token is drawn too
+        out = []
+        for _ in range(n):
+            row, sampled = list(start), 0.0
+            while (not row or row[-1] != EOS) and len(row) < limit and len(prefix) + len(row) < MAX_TOKENS:
+                logits = self.table[(*prefix, *row)].clamp_min(1e-300).log()
+                if temperature == 0:
+                    token = int(logits.argmax())
+                else:
+                    q = torch.softmax(logits / temperature, 0)
+                    token = int(torch.multinomial(q, 1, generator=generator))
+                    sampled += math.log(q[token])
+                row.append(token)
+            tokens = tuple(row)
+            out.append(Continuation(tokens, self.logprob(prefix, tokens),
+                                    sampled + (self.logprob(prefix, start) if start else 0.0)))
+        return out
 
 
 def aligned(reference: TabularLM, reward, beta: float) -> dict[tuple[int, ...], float]:

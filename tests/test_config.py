@@ -36,9 +36,72 @@ def test_defaults_follow_the_paper():
 
 @pytest.mark.parametrize("method, horizon", [("tq-direct", 20), ("tq-indirect", 5)])
 def test_compat_switch_sets_the_authors_released_behaviour(method, horizon):
-    config = DecodeConfig(method=method, compat=True, top_k=3, num_rollouts=1)
+    config = DecodeConfig(method=method, compat=True, num_rollouts=1)
     assert config.horizon == horizon
     assert {k: getattr(config, k) for k in AUTHORS_SETTINGS} == AUTHORS_SETTINGS
+    assert config.beta is None  # β = 2 is applied to an explicit r_BL only, when the decoder is built
+
+
+def test_compat_refuses_options_it_would_change_naming_each():
+    with pytest.raises(ConfigError, match=r"top_k=3 \(compat: 10\); alpha=4.0 \(compat: 1.0\)"):
+        DecodeConfig(compat=True, top_k=3, alpha=4.0)
+
+
+@pytest.mark.parametrize("method", ["tq-indirect", "soft"])
+def test_weighted_estimators_default_to_four_sampled_rollouts(method):
+    config = DecodeConfig(method=method)
+    assert (config.rollouts, config.rollout_temp) == (4, 1.0)
+    assert (DecodeConfig(method="tq-direct").rollouts, DecodeConfig(method="cd").rollout_temp) == (1, 0.0)
+
+
+@pytest.mark.parametrize("method", ["tq-indirect", "soft"])
+@pytest.mark.parametrize("options, message", [
+    ({"num_rollouts": 1}, "num_rollouts=1: one self-normalised weight is always 1"),
+    ({"rollout_temperature": 0.0}, "rollout_temperature=0 makes every rollout the same greedy text"),
+])
+def test_weighted_estimators_refuse_rollouts_that_cannot_transfer(method, options, message):
+    with pytest.raises(ConfigError, match=message):
+        DecodeConfig(method=method, **options)
+
+
+FLOATS = ["alpha", "rollout_temperature", "selection_temperature", "beta"]
+INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed"]
+
+
+@pytest.mark.parametrize("name", FLOATS + INTS)
+@pytest.mark.parametrize("value", [float("nan"), float("inf"), float("-inf")], ids=["nan", "inf", "-inf"])
+def test_every_number_refuses_nan_and_infinity(name, value):
+    with pytest.raises(ConfigError, match=f"{name} must be a finite number"):
+        DecodeConfig(**{name: value})
+
+
+@pytest.mark.parametrize("name", INTS)
+def test_every_integer_refuses_fractions_and_accepts_whole_floats(name):
+    with pytest.raises(ConfigError, match=f"{name} must be a whole number, got 2.5"):
+        DecodeConfig(**{name: 2.5})
+    whole = getattr(DecodeConfig(**{name: 1.0}), name)
+    assert whole == 1 and isinstance(whole, int)
+
+
+@pytest.mark.parametrize("name, value, message", [
+    ("compat", "yes", "compat must be true or false"),
+    ("fixed_horizon", 1, "fixed_horizon must be true or false"),
+    ("method", 3, "method must be text"),
+    ("top_k", True, "top_k must be a number"),
+])
+def test_values_of_the_wrong_kind_are_refused(name, value, message):
+    with pytest.raises(ConfigError, match=message):
+        DecodeConfig(**{name: value})
+
+
+def test_config_files_go_through_the_same_checks(tmp_path):
+    path = tmp_path / "options.toml"
+    path.write_text("alpha = nan\ntop_k = 3\n")
+    with pytest.raises(ConfigError, match="alpha must be a finite number"):
+        split_options(load_config_file(path))
+    path.write_text("horizon = 2.7\n")
+    with pytest.raises(ConfigError, match="horizon must be a whole number"):
+        split_options(load_config_file(path))
 
 
 def test_config_file_and_unknown_keys(tmp_path):

@@ -1,4 +1,4 @@
-"""The reward role: built-in offline rewards, validation, spec parsing, reward models, implicit reward."""
+"""The reward role: built-in offline rewards, validation, spec parsing, reward models."""
 
 from __future__ import annotations
 
@@ -11,11 +11,10 @@ import numpy as np
 import pytest
 import torch
 
-from tqstar.errors import ConfigError, RewardError
+from tqstar.errors import RewardError
 from tqstar.rewards import (
     CallableReward,
     HFRewardModel,
-    ImplicitReward,
     NontoxicReward,
     RelevanceReward,
     SentimentReward,
@@ -223,39 +222,3 @@ def test_non_classifier_directory_raises_reward_error(tmp_path):
     (tmp_path / "config.json").write_text('{"model_type": "bert", "architectures": ["BertForMaskedLM"]}')
     with pytest.raises(RewardError, match="not a sequence classifier"):
         load_reward(str(tmp_path), device="cpu")
-
-
-class FakeLM:
-    """Token-level stand-in: one token per character, continuation log-prob from a fixed table."""
-
-    def __init__(self, table: dict[tuple[str, str], float], eos_token_ids=frozenset({7, 3})):
-        self.table, self.eos_token_ids, self.calls = table, eos_token_ids, []
-
-    def encode_prompt(self, prompt):
-        return [100] + [ord(c) for c in prompt]
-
-    def encode(self, text):
-        return [ord(c) for c in text]
-
-    def continuation_logprobs(self, prefixes, continuations):
-        self.calls.append((prefixes, continuations))
-        decode = lambda ids: "".join(chr(i) for i in ids)  # noqa: E731
-        return [[self.table[decode(prefix[1:]), decode(c[:-1])] for c in group]
-                for prefix, group in zip(prefixes, continuations)]
-
-
-def test_implicit_reward_is_beta_times_log_ratio():
-    baseline = FakeLM({("x", "good"): -1.0, ("x", "bad"): -5.0, ("z", "good"): -2.5})
-    reference = FakeLM({("x", "good"): -3.0, ("x", "bad"): -4.0, ("z", "good"): -0.5})
-    reward = ImplicitReward(baseline, reference, beta=0.5)
-    scores = checked_scores(reward, ["x", "z", "x"], ["good", "good", "bad"])
-    assert scores == [0.5 * (-1.0 + 3.0), 0.5 * (-2.5 + 0.5), 0.5 * (-5.0 + 4.0)]
-    prefixes, continuations = baseline.calls[0]
-    assert prefixes == [[100, ord("x")], [100, ord("z")]]  # one prefix per distinct prompt
-    assert continuations[0] == [[*map(ord, "good"), 3], [*map(ord, "bad"), 3]]  # smallest EOS appended
-
-
-@pytest.mark.parametrize("beta", [0.0, -0.1, math.nan])
-def test_implicit_reward_rejects_non_positive_beta(beta):
-    with pytest.raises(ConfigError, match="beta"):
-        ImplicitReward(FakeLM({}), FakeLM({}), beta=beta)

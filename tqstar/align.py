@@ -14,7 +14,7 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .config import at_least, option, positive
+from .config import at_least, check_field_types, option, positive
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
@@ -43,6 +43,7 @@ class AlignConfig:
     seed: int = option(0, "Random seed for sampling and training.")
 
     def __post_init__(self):
+        check_field_types(self)
         if not self.output:
             raise ConfigError("align needs an output directory. Pass --output DIR.")
         at_least("samples_per_prompt", self.samples_per_prompt, 2)  # a pair needs two responses

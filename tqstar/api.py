@@ -8,7 +8,7 @@ from typing import Sequence
 import torch
 
 from .baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapter_metadata, same_model, shipped_adapter_path
-from .config import DecodeConfig, RolesConfig
+from .config import AUTHORS_BETA, DecodeConfig, RolesConfig
 from .decoder import DecodingSettings, GenerationResult, SamplingDecoder, ValueGuidedDecoder
 from .errors import ConfigError
 from .lm import LanguageModel
@@ -79,8 +79,8 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False):
             best_of=config.best_of if config.method == "best-of-n" else 1,
             batch_size=config.batch_size, generator=generator)
     proposal, prior, alpha = model_of[config.proposal], model_of[config.prior], config.alpha
-    if config.method == "soft":
-        prior, alpha = roles.baseline, 1.0 / config.beta  # the exact rule: ρ_BL · E[exp((r − r_BL)/β)]
+    if config.method == "soft":  # the exact rule ρ_BL · E[exp((r − r_BL)/β)], over the baseline's own top-k
+        proposal, prior, alpha = roles.baseline, roles.baseline, 1.0 / config.beta
     settings = DecodingSettings(config.top_k, alpha, config.selection, config.selection_temperature,
                                 config.max_new_tokens, config.batch_size)
     estimator = _estimator(config, roles, proposal, generator)
@@ -88,11 +88,12 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False):
 
 
 def _beta(config: DecodeConfig, roles: Roles) -> float:
-    """β as given, else the implicit baseline's own DPO β (the paper's indirect transfer shares one β), else 1."""
+    """β as given, else the implicit baseline's own DPO β (the paper's indirect transfer shares one β), else
+    the authors' 2 under --compat, else 1."""
     if config.beta is not None:
         return config.beta
     if not roles.implicit:
-        return 1.0
+        return AUTHORS_BETA if config.compat else 1.0
     if roles.baseline_beta is None and config.method in ("tq-indirect", "soft"):
         raise ConfigError("--baseline-reward implicit needs the β the baseline was DPO-trained with, and the "
                           "baseline has no tqstar metadata.json saying it. Pass --beta (e.g. --beta 0.1).")
@@ -104,8 +105,8 @@ def _estimator(config: DecodeConfig, roles: Roles, proposal: LanguageModel, gene
         return PartialReward(proposal, roles.reward)
     spec = RolloutSpec(
         model=roles.reference if config.method == "cd" else roles.baseline,
-        text_model=proposal, reward=roles.reward, num_rollouts=config.num_rollouts, horizon=config.horizon,
-        temperature=config.rollout_temperature, beta=config.beta, generator=generator)
+        text_model=proposal, reward=roles.reward, num_rollouts=config.rollouts, horizon=config.horizon,
+        fixed_horizon=config.fixed_horizon, temperature=config.rollout_temp, beta=config.beta, generator=generator)
     if config.method in ("cd", "tq-direct"):
         return MeanRolloutValue(spec)
     spec = replace(spec, baseline_reward=roles.baseline_reward,

@@ -1,7 +1,7 @@
 """``tqstar bench``: our decoder against a faithful re-implementation of the authors' per-step
 approach, and against the model's raw batched decoding, in one process on the same model object.
 
-The authors' approach (PAPER.md, "What the authors' released code does differently"): one prompt at
+The authors' approach (docs/algorithm.md, "What --compat reproduces"): one prompt at
 a time; at every step a full forward pass over the prefix for the top-k, then one ``generate`` call
 that re-encodes the prefix for each of the k candidates and decodes H greedy tokens, then the texts
 are decoded and re-tokenised by the reward; score = α·reward + logit, argmax.
@@ -9,10 +9,13 @@ are decoded and re-tokenised by the reward; score = α·reward + logit, argmax.
 
 from __future__ import annotations
 
-import argparse
 import time
+from dataclasses import dataclass
 
 import torch
+
+from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option
+from .errors import ConfigError
 
 BENCH_PROMPTS = (
     "How can I get better sleep when I work night shifts?",
@@ -26,49 +29,68 @@ BENCH_PROMPTS = (
 )
 
 
-def add_bench_flags(parser: argparse.ArgumentParser) -> None:
-    parser.add_argument("--top-k", type=int, default=10, help="k candidates per step (default 10).")
-    parser.add_argument("--horizon", type=int, default=20, help="H rollout tokens (default 20).")
-    parser.add_argument("--new-tokens", type=int, default=12, help="Tokens generated per response (default 12).")
-    parser.add_argument("--batch", type=int, default=8, help="Prompts in the throughput run (default 8).")
-    parser.add_argument("--threads", type=int, default=None, help="torch threads (default: torch's choice).")
+@dataclass
+class BenchConfig:
+    """What ``tqstar bench`` times (the models come from the role options)."""
+
+    top_k: int = option(10, "k candidates per step.")
+    horizon: int = option(20, "H rollout tokens after each candidate (the paper's 20).")
+    new_tokens: int = option(12, "Tokens generated per response.")
+    batch: int = option(8, f"Prompts in the throughput run (at most {len(BENCH_PROMPTS)}).")
+    threads: int | None = option(None, "torch threads (default: torch's choice).")
+
+    def __post_init__(self):
+        check_field_types(self)
+        for name in ("top_k", "horizon", "new_tokens", "batch"):
+            at_least(name, getattr(self, name), 1)
+        if self.batch > len(BENCH_PROMPTS):
+            raise ConfigError(f"batch must be ≤ {len(BENCH_PROMPTS)} (the benchmark's prompts), got {self.batch}.")
+        if self.threads is not None:
+            at_least("threads", self.threads, 1)
 
 
-def run_bench(args) -> int:
+def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
+    """Time our decoder and the authors' approach on the same rollout model, at 1 and ``batch`` prompts."""
     from .api import Roles, build_decoder
-    from .config import DecodeConfig, RolesConfig
 
-    if args.threads:
-        torch.set_num_threads(args.threads)
-    roles = Roles.load(RolesConfig())
-    lm = roles.reference
-    config = DecodeConfig(method="tq-direct", top_k=args.top_k, num_rollouts=1, horizon=args.horizon,
-                          rollout_temperature=0.0, max_new_tokens=args.new_tokens, batch_size=args.batch)
+    if bench.threads:
+        torch.set_num_threads(bench.threads)
+    roles = Roles.load(roles_config)
+    rollout_model = roles.baseline  # tq-direct rolls out the baseline; the authors' code runs one model
+    config = DecodeConfig(method="tq-direct", top_k=bench.top_k, num_rollouts=1, horizon=bench.horizon,
+                          fixed_horizon=True, rollout_temperature=0.0, max_new_tokens=bench.new_tokens,
+                          batch_size=bench.batch)
     ours = build_decoder(config, roles)
-    authors = AuthorsPerStep(lm, roles.reward, args.top_k, args.horizon, args.new_tokens)
+    authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens)
     ours.generate(BENCH_PROMPTS[:1])  # warm-up: first-call allocations and reward model loading
-    print(f"model {lm.name}, dtype {next(lm.model.parameters()).dtype}, torch threads {torch.get_num_threads()}, "
-          f"k={args.top_k}, N=1, H={args.horizon}, {args.new_tokens} new tokens per response\n")
+    print(f"rollout model {rollout_model.name}, dtype {next(rollout_model.model.parameters()).dtype}, torch threads "
+          f"{torch.get_num_threads()}, k={bench.top_k}, N=1, H={bench.horizon}, {bench.new_tokens} new tokens "
+          "per response\n")
     print("| run | prompts | ours s/token | authors s/token | speed-up | ours rollout tok/s "
           "| raw decode tok/s (batch) | rollout / raw |")
     print("|---|---|---|---|---|---|---|---|")
-    for label, prompts in (("latency", BENCH_PROMPTS[:1]), ("throughput", BENCH_PROMPTS[:args.batch])):
-        ours_spt, rollout_tps = _time_ours(ours, lm, list(prompts))
+    for label, prompts in (("latency", BENCH_PROMPTS[:1]), ("throughput", BENCH_PROMPTS[:bench.batch])):
+        ours_spt, rollout_tps = _time_ours(ours, rollout_model, list(prompts))
         authors_spt = authors.seconds_per_token(list(prompts))
-        rows = len(prompts) * args.top_k
-        raw_tps = raw_decode_throughput(lm, rows, args.horizon)
+        rows = len(prompts) * bench.top_k
+        raw_tps = raw_decode_throughput(rollout_model, rows, bench.horizon)
         print(f"| {label} | {len(prompts)} | {ours_spt:.3f} | {authors_spt:.3f} | {authors_spt / ours_spt:.2f}× "
               f"| {rollout_tps:.0f} | {raw_tps:.0f} ({rows}) | {rollout_tps / raw_tps:.0%} |", flush=True)
     return 0
 
 
-def _time_ours(decoder, lm, prompts: list[str]) -> tuple[float, float]:
-    tokens0, seconds0 = lm.rollout_tokens, lm.rollout_seconds
+def _time_ours(decoder, rollout_model, prompts: list[str]) -> tuple[float, float]:
+    """Seconds per generated token, and the rollout model's rollout tokens per second."""
+    tokens0, seconds0 = rollout_model.rollout_tokens, rollout_model.rollout_seconds
     started = time.perf_counter()
     results = decoder.generate(prompts)
     elapsed = time.perf_counter() - started
     generated = sum(len(r.token_ids) for r in results)
-    return elapsed / generated, (lm.rollout_tokens - tokens0) / (lm.rollout_seconds - seconds0)
+    rollout_seconds = rollout_model.rollout_seconds - seconds0
+    if rollout_seconds <= 0:
+        raise ConfigError(f"The rollout model {rollout_model.name!r} ran no rollouts; the benchmark times tq-direct, "
+                          "which rolls out the baseline. Check --baseline.")
+    return elapsed / generated, (rollout_model.rollout_tokens - tokens0) / rollout_seconds
 
 
 class AuthorsPerStep:

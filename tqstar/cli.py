@@ -5,8 +5,6 @@ from __future__ import annotations
 import argparse
 import json
 import sys
-import types
-import typing
 from dataclasses import fields, replace
 
 from .config import DecodeConfig, RolesConfig, load_config_file, split_options
@@ -82,9 +80,9 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_config_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
-    from .bench import add_bench_flags
+    from .bench import BenchConfig
 
-    add_bench_flags(bench)
+    add_config_flags(bench, BenchConfig, RolesConfig)
     return parser
 
 
@@ -97,9 +95,9 @@ def main(argv: list[str] | None = None) -> int:
 
             return run_serve(args)
         if args.command == "bench":
-            from .bench import run_bench
+            from .bench import BenchConfig, run_bench
 
-            return run_bench(args)
+            return run_bench(_config_from(BenchConfig, args), _config_from(RolesConfig, args))
         if args.command == "align":
             return _align(args)
         if args.command == "eval":
@@ -113,6 +111,12 @@ def main(argv: list[str] | None = None) -> int:
     except KeyboardInterrupt:
         print("tqstar: interrupted", file=sys.stderr)
         return 130
+
+
+def _config_from(cls, args):
+    """A config dataclass from the parsed flags that name its fields (unset flags keep its defaults)."""
+    names = {f.name for f in fields(cls)}
+    return cls(**{k: v for k, v in vars(args).items() if k in names})
 
 
 def _options(args) -> dict:
@@ -146,8 +150,7 @@ def _generate(args) -> int:
 def _align(args) -> int:
     from .align import AlignConfig, run_align
 
-    names = {f.name for f in fields(AlignConfig)}
-    metadata = run_align(AlignConfig(**{k: v for k, v in vars(args).items() if k in names}))
+    metadata = run_align(_config_from(AlignConfig, args))
     dev = metadata["dev_reward"]
     print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
           f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "

@@ -7,6 +7,7 @@ fill the same fields, so an option has one name, one default and one check every
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import MISSING, dataclass, field, fields, replace
 from pathlib import Path
 from typing import Any
@@ -15,9 +16,12 @@ from .errors import ConfigError
 
 #: The methods of the paper's comparison, in the order the paper's table lists them.
 METHODS = ("greedy", "sample", "best-of-n", "args", "cd", "tq-direct", "tq-indirect", "soft")
+#: Methods whose value is an importance-weighted average over sampled rollouts.
+WEIGHTED_METHODS = ("tq-indirect", "soft")
 MODEL_ROLES = ("reference", "baseline")
 
-#: What the authors' released code does (PAPER.md, "What the authors' released code does differently").
+#: What the authors' released code does (docs/algorithm.md, "What --compat reproduces"). Their β = 2
+#: applies to an explicit r_BL only; an implicit r_BL keeps the baseline's own DPO β.
 AUTHORS_SETTINGS = {
     "top_k": 10,
     "alpha": 1.0,
@@ -26,9 +30,12 @@ AUTHORS_SETTINGS = {
     "selection": "greedy",
     "proposal": "baseline",
     "prior": "baseline",
-    "beta": 2.0,
+    "fixed_horizon": True,
 }
 AUTHORS_HORIZON = {"tq-direct": 20, "tq-indirect": 5}
+AUTHORS_BETA = 2.0
+#: N and T of the weighted estimators when the user sets neither (one weight, or greedy rollouts, cannot transfer).
+WEIGHTED_ROLLOUTS = {"num_rollouts": 4, "rollout_temperature": 1.0}
 
 
 def option(default, help: str, **extra):
@@ -40,63 +47,116 @@ def option(default, help: str, **extra):
 
 @dataclass
 class DecodeConfig:
-    """How responses are decoded. Symbols follow the paper (shared/PAPER.md)."""
+    """How responses are decoded. Symbols follow the paper (docs/algorithm.md)."""
 
     method: str = option("tq-direct", "Decoding method: " + ", ".join(METHODS) + ".", choices=METHODS)
     top_k: int = option(10, "k: candidate next tokens taken from the proposal model at each step.")
     alpha: float = option(1.0, "α ≥ 0: weight of the value Q̂ against the prior; 0 gives the prior's top-k.")
-    num_rollouts: int = option(1, "N: rollouts per candidate token used to estimate Q̂.")
-    horizon: int | None = option(8, "H: tokens per rollout after the candidate; 'eos' runs to EOS (paper: 20).")
-    rollout_temperature: float = option(0.0, "Temperature of the rollouts; 0 is greedy (one rollout suffices).")
+    num_rollouts: int | None = option(None, "N: rollouts per candidate token used to estimate Q̂. Unset: 4 for "
+                                             "tq-indirect and soft (they need N ≥ 2), else 1.")
+    horizon: int | None = option(8, "H: tokens per rollout after the candidate; 'eos' runs to EOS (paper: 20). "
+                                    "Rollouts also stop at the response budget unless --fixed-horizon.")
+    fixed_horizon: bool = option(False, "Roll out the full H even past max_new_tokens (the paper's fixed horizon); "
+                                        "by default rollouts stop where the response must end.")
+    rollout_temperature: float | None = option(None, "Temperature of the rollouts; 0 is greedy (one rollout "
+                                                     "suffices). Unset: 1 for tq-indirect and soft (their weights "
+                                                     "need sampled rollouts), else 0.")
     selection: str = option("greedy", "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=("greedy", "sample"))
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
                                                "and to the model for the 'sample' and 'best-of-n' methods.")
     proposal: str = option("reference", "Model whose top-k tokens are the candidates (for greedy, sample and "
-                                        "best-of-n: the model decoded).", choices=MODEL_ROLES)
+                                        "best-of-n: the model decoded; soft always uses the baseline).",
+                           choices=MODEL_ROLES)
     prior: str = option("reference", "Model whose log-probs are the prior log π in π_alg "
-                                     "(soft transfer always uses the baseline).", choices=MODEL_ROLES)
+                                     "(soft always uses the baseline).", choices=MODEL_ROLES)
     beta: float | None = option(None, "β > 0: KL strength of the aligned optimum; scales importance weights "
                                       "(tq-indirect) and the log-mean-exp value (soft). Unset: the baseline's "
-                                      "DPO β from its metadata.json with --baseline-reward implicit, else 1.0.")
+                                      "DPO β from its metadata.json with --baseline-reward implicit, else 1.0 "
+                                      "(2.0 with --compat).")
     best_of: int = option(8, "N of Best-of-N: responses sampled per prompt.")
     max_new_tokens: int = option(32, "Most tokens generated per response.")
     batch_size: int = option(8, "Prompts decoded together.")
     seed: int = option(0, "Random seed for rollouts and sampling.")
     compat: bool = option(False, "Reproduce the authors' released code: one model (the baseline) proposes, "
-                                 "is the prior and rolls out; one greedy rollout of 20 tokens (5 for "
-                                 "tq-indirect); unnormalised indirect weight exp((r − r_BL)/2)·r.")
+                                 "is the prior and rolls out; one greedy rollout of a fixed 20 tokens (5 for "
+                                 "tq-indirect); unnormalised indirect weight exp((r − r_BL)/2)·r. Options it "
+                                 "sets cannot be combined with other values.")
 
     def __post_init__(self):
-        if self.compat:
-            if self.method not in AUTHORS_HORIZON:
-                raise ConfigError(f"compat reproduces tq-direct and tq-indirect only, not {self.method!r}. "
-                                  "Drop --compat or pick one of those methods.")
-            for name, value in {**AUTHORS_SETTINGS, "horizon": AUTHORS_HORIZON[self.method]}.items():
-                object.__setattr__(self, name, value)
+        check_field_types(self)
         _check_choice("method", self.method, METHODS)
+        if self.compat:
+            self._apply_compat()
         _check_choice("selection", self.selection, ("greedy", "sample"))
         _check_choice("proposal", self.proposal, MODEL_ROLES)
         _check_choice("prior", self.prior, MODEL_ROLES)
-        at_least("top_k", self.top_k, 1)
-        at_least("num_rollouts", self.num_rollouts, 1)
-        at_least("best_of", self.best_of, 1)
-        at_least("max_new_tokens", self.max_new_tokens, 1)
-        at_least("batch_size", self.batch_size, 1)
+        for name in ("top_k", "best_of", "max_new_tokens", "batch_size"):
+            at_least(name, getattr(self, name), 1)
         at_least("alpha", self.alpha, 0)
-        at_least("rollout_temperature", self.rollout_temperature, 0)
+        if self.num_rollouts is not None:
+            at_least("num_rollouts", self.num_rollouts, 1)
+        if self.rollout_temperature is not None:
+            at_least("rollout_temperature", self.rollout_temperature, 0)
         if self.horizon is not None:
             at_least("horizon", self.horizon, 0)
         if self.beta is not None:
             positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
         positive("selection_temperature", self.selection_temperature, "Use selection='greedy' for the argmax.")
-        if self.num_rollouts > 1 and self.rollout_temperature == 0:
-            raise ConfigError(f"num_rollouts={self.num_rollouts} with greedy rollouts (rollout_temperature=0) "
+        if self.method in WEIGHTED_METHODS and not self.compat:
+            require_weighted_rollouts(self.method, self.rollouts, self.rollout_temp)
+        if self.rollouts > 1 and self.rollout_temp == 0:
+            raise ConfigError(f"num_rollouts={self.rollouts} with greedy rollouts (rollout_temperature=0) "
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
+
+    def _apply_compat(self) -> None:
+        """Set the authors' values, refusing any option the user set to something else."""
+        if self.method not in AUTHORS_HORIZON:
+            raise ConfigError(f"compat reproduces tq-direct and tq-indirect only, not {self.method!r}. "
+                              "Drop --compat or pick one of those methods.")
+        authors = {**AUTHORS_SETTINGS, "horizon": AUTHORS_HORIZON[self.method]}
+        defaults_ = defaults(DecodeConfig)
+        conflicts = [f"{name}={getattr(self, name)!r} (compat: {value!r})" for name, value in authors.items()
+                     if getattr(self, name) not in (value, defaults_[name])]
+        if conflicts:
+            raise ConfigError("--compat sets these options to the authors' values, but they were set otherwise: "
+                              + "; ".join(conflicts) + ". Drop those options or drop --compat.")
+        for name, value in authors.items():
+            setattr(self, name, value)
 
     @property
     def uses_rollouts(self) -> bool:
         return self.method in ("cd", "tq-direct", "tq-indirect", "soft")
+
+    @property
+    def rollouts(self) -> int:
+        """N in effect: the one set, else the method's default."""
+        if self.num_rollouts is not None:
+            return self.num_rollouts
+        return WEIGHTED_ROLLOUTS["num_rollouts"] if self.method in WEIGHTED_METHODS else 1
+
+    @property
+    def rollout_temp(self) -> float:
+        """Rollout temperature in effect: the one set, else the method's default."""
+        if self.rollout_temperature is not None:
+            return self.rollout_temperature
+        return WEIGHTED_ROLLOUTS["rollout_temperature"] if self.method in WEIGHTED_METHODS else 0.0
+
+
+def require_weighted_rollouts(method: str, num_rollouts: int, temperature: float) -> None:
+    """The precondition of the importance-weighted estimators (tq-indirect, soft): N ≥ 2 sampled rollouts.
+
+    One self-normalised weight is always 1, and greedy rollouts repeat one text, so either makes r_BL
+    irrelevant: tq-indirect would silently equal tq-direct, soft would be biased.
+    """
+    if num_rollouts < 2:
+        raise ConfigError(f"{method} weights several rollouts per candidate, but num_rollouts={num_rollouts}: one "
+                          "self-normalised weight is always 1, so the baseline reward would have no effect. "
+                          "Set num_rollouts to 2 or more (default 4).")
+    if temperature == 0:
+        raise ConfigError(f"{method} importance-weights sampled rollouts, but rollout_temperature=0 makes every "
+                          "rollout the same greedy text. Set rollout_temperature > 0 (default 1; other "
+                          "temperatures are corrected exactly).")
 
 
 @dataclass
@@ -116,6 +176,9 @@ class RolesConfig:
     dtype: str | None = option(None, "Model dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, "
                                      "float16, bfloat16.")
 
+    def __post_init__(self):
+        check_field_types(self)
+
 
 def _check_choice(name: str, value: Any, choices) -> None:
     if value not in choices:
@@ -125,6 +188,37 @@ def _check_choice(name: str, value: Any, choices) -> None:
 def _require_number(name: str, value) -> None:
     if isinstance(value, bool) or not isinstance(value, (int, float)):
         raise ConfigError(f"{name} must be a number, got {value!r}.")
+    if not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}. Pass a number such as 1.0.")
+
+
+def check_field_types(config) -> None:
+    """Refuse a value of the wrong kind for any field of a config dataclass: NaN or ±inf for a number,
+    a fraction for an integer, a number for text, anything but true/false for a switch. Whole-number
+    floats (2.0 from a JSON file) become ints. Every config calls this first in ``__post_init__``, so
+    the CLI, config files, eval method strings and server fields share one check."""
+    for f in fields(config):
+        value, kinds = getattr(config, f.name), str(f.type).replace(" ", "").split("|")
+        if value is None and "None" in kinds:
+            continue
+        if "bool" in kinds:
+            if not isinstance(value, bool):
+                raise ConfigError(f"{f.name} must be true or false, got {value!r}.")
+        elif "int" in kinds:
+            setattr(config, f.name, _whole_number(f.name, value))
+        elif "float" in kinds:
+            _require_number(f.name, value)
+        elif "str" in kinds and not isinstance(value, str):
+            raise ConfigError(f"{f.name} must be text, got {value!r}.")
+
+
+def _whole_number(name: str, value) -> int:
+    _require_number(name, value)
+    if isinstance(value, float):
+        if not value.is_integer():
+            raise ConfigError(f"{name} must be a whole number, got {value!r}. Pass e.g. {math.floor(value)}.")
+        return int(value)
+    return value
 
 
 def at_least(name: str, value, lowest) -> None:
@@ -175,4 +269,4 @@ def defaults(cls) -> dict[str, Any]:
     return {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
 
 
-__all__ = ["DecodeConfig", "RolesConfig", "METHODS", "load_config_file", "split_options", "replace", "defaults"]
+__all__ = ["DecodeConfig", "RolesConfig", "METHODS", "check_field_types", "load_config_file", "split_options", "replace", "defaults"]

@@ -28,11 +28,12 @@ class StepTrace:
     candidate_texts: list[str]
     prior_logprobs: list[float]  # log π_prior(z | s_t)
     values: list[float]  # Q̂(s_t, z)
-    probabilities: list[float]  # π_alg(z | s_t)
+    probabilities: list[float]  # the distribution the token was chosen from: π_alg, tempered when sampled
     chosen: int
     chosen_text: str
     weights: list[list[float]] | None = None  # normalised importance weights per candidate and rollout
     ess: list[float] | None = None  # effective sample size per candidate
+    raw_weights: list[list[float]] | None = None  # --compat's unnormalised exp((r − r_BL)/β)
 
 
 @dataclass
@@ -66,6 +67,11 @@ class StepDistribution:
     @property
     def probabilities(self) -> torch.Tensor:
         return torch.softmax(self.logits, dim=-1)
+
+    def chosen_from(self, selection: str, temperature: float) -> torch.Tensor:
+        """The distribution a token is actually chosen from: π_alg for the argmax, π_alg^(1/T) renormalised
+        when sampling at temperature T."""
+        return self.probabilities if selection == "greedy" else torch.softmax(self.logits / temperature, dim=-1)
 
 
 class Decoder(Protocol):
@@ -162,7 +168,8 @@ class ValueGuidedDecoder:
         estimate = None
         values = torch.zeros_like(prior)
         if self.estimator is not None:
-            estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates))
+            budgets = [self.settings.max_new_tokens - len(r) - 1 for r in responses]  # after z, per state
+            estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates, budgets))
             values = estimate.values.double()
         logits = prior + self.settings.alpha * values  # log π_alg up to a constant
         return StepDistribution(candidates, prior, values, logits, estimate)
@@ -170,19 +177,18 @@ class ValueGuidedDecoder:
     def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces) -> list[int]:
         """One token for each active state: candidates, values, π_alg, choice, trace."""
         step = self.step_distribution(prompts, responses, prior_prompts, proposal_prompts)
-        picks = self._select(step.logits)
+        probabilities = step.chosen_from(self.settings.selection, self.settings.selection_temperature)
+        picks = self._select(probabilities)
         chosen = step.candidates.gather(1, picks[:, None]).squeeze(1).tolist()
-        probabilities = step.probabilities
         for a, trace in enumerate(traces):
             trace.append(self._trace(len(responses[a]), step.candidates[a], step.prior[a], step.values[a],
                                      probabilities[a], chosen[a], step.estimate, a))
         return chosen
 
-    def _select(self, logits: torch.Tensor) -> torch.Tensor:
+    def _select(self, probabilities: torch.Tensor) -> torch.Tensor:
         if self.settings.selection == "greedy":
-            return logits.argmax(-1)
-        probs = torch.softmax(logits / self.settings.selection_temperature, dim=-1).float()
-        return torch.multinomial(probs, 1, generator=self.generator).squeeze(1)
+            return probabilities.argmax(-1)
+        return torch.multinomial(probabilities.float(), 1, generator=self.generator).squeeze(1)
 
     def _trace(self, position, candidates, prior, values, probabilities, chosen, estimate, row) -> StepTrace:
         ids = candidates.tolist()
@@ -197,6 +203,8 @@ class ValueGuidedDecoder:
             chosen_text=self.proposal.decode([chosen]),
             weights=None if estimate is None or estimate.weights is None else estimate.weights[row].tolist(),
             ess=None if estimate is None or estimate.ess is None else estimate.ess[row].tolist(),
+            raw_weights=None if estimate is None or estimate.raw_weights is None
+            else estimate.raw_weights[row].tolist(),
         )
 
 

@@ -11,11 +11,11 @@ from __future__ import annotations
 
 import json
 import os
-from dataclasses import asdict, dataclass, field, fields, replace
+from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import DecodeConfig, RolesConfig, at_least, option
+from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
@@ -77,6 +77,7 @@ class EvalConfig:
     dtype: str | None = option(None, "Model dtype for every model.")
 
     def __post_init__(self):
+        check_field_types(self)
         if not self.output:
             raise ConfigError("eval needs a run directory. Pass --output DIR.")
         if self.preset is not None:

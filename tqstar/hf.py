@@ -17,7 +17,7 @@ from typing import Sequence
 
 import torch
 
-from .lm import Continuation
+from .lm import Continuation, per_prefix
 
 #: Rows decoded together in one rollout batch; larger requests are split into chunks of this size.
 MAX_ROLLOUT_ROWS = 256
@@ -84,11 +84,12 @@ class HFLanguageModel:
         prefixes: Sequence[Sequence[int]],
         branches: Sequence[Sequence[int]] | None,
         num_samples: int,
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         temperature: float,
         generator: torch.Generator | None = None,
     ) -> list[list[list[Continuation]]]:
         started = time.perf_counter()
+        limits = per_prefix(max_new_tokens, len(prefixes))
         state = self._prefix_state(prefixes)
         width = 1 if branches is None else len(branches[0])
         if branches is not None and any(len(b) != width for b in branches):
@@ -100,7 +101,7 @@ class HFLanguageModel:
             rows = list(range(start, min(start + per_chunk, len(prefixes))))
             chunk_branches = None if branches is None else [branches[b] for b in rows]
             out.extend(self._rollout_chunk(state, rows, chunk_branches, width, num_samples,
-                                           max_new_tokens, temperature, generator))
+                                           [limits[b] for b in rows], temperature, generator))
         self.rollout_seconds += time.perf_counter() - started
         self.rollout_tokens += sum(len(c.tokens) for row in out for branch in row for c in branch)
         return out
@@ -172,22 +173,25 @@ class HFLanguageModel:
         return _PrefixState(keys, out.cache, mask, position + 1, out.logits[:, -1].float())
 
     # ---- rollouts ------------------------------------------------------------------------
-    def _rollout_chunk(self, state, rows, branches, width, num_samples, max_new_tokens, temperature, generator):
+    def _rollout_chunk(self, state, rows, branches, width, num_samples, limits, temperature, generator):
         fan_out = width * num_samples
         index = torch.tensor(rows, device=self.device).repeat_interleave(fan_out)  # (R,)
+        limit = torch.tensor(limits, device=self.device).repeat_interleave(fan_out)  # (R,) tokens after the branch
         cache = _select_rows(state.cache, index)
         mask = state.attention_mask[index]
         position = state.next_position[index].clone()
         logprobs_next = torch.log_softmax(state.last_logits[index], dim=-1)  # (R, V)
         if branches is None:
             token = _sample(logprobs_next, temperature, generator)
+            sampled = _sampled_logprob(logprobs_next, token, temperature)
         else:
             token = torch.tensor(branches, device=self.device).repeat_interleave(num_samples, dim=1).reshape(-1)
-        total = logprobs_next.gather(1, token[:, None]).squeeze(1)
-        generated = [token]
+            sampled = logprobs_next.gather(1, token[:, None]).squeeze(1)  # forced: counts as under ρ
+        total = logprobs_next.gather(1, token[:, None]).squeeze(1)  # log ρ, temperature 1
+        generated, length = [token], torch.ones_like(token)
         eos = torch.tensor(sorted(self.eos_token_ids), device=self.device)
-        finished = torch.isin(token, eos)
-        for _ in range(max_new_tokens):
+        finished = torch.isin(token, eos) | (limit <= 0)
+        for step in range(max(limits, default=0)):
             if bool(finished.all()):
                 break
             mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
@@ -199,9 +203,12 @@ class HFLanguageModel:
             token = _sample(step_logprobs, temperature, generator)
             token = torch.where(finished, torch.full_like(token, self.pad_token_id), token)
             total += torch.where(finished, 0.0, step_logprobs.gather(1, token[:, None]).squeeze(1))
+            sampled += torch.where(finished, 0.0, _sampled_logprob(step_logprobs, token, temperature))
+            length += (~finished).long()
             generated.append(token)
-            finished |= torch.isin(token, eos)
-        return _unflatten(torch.stack(generated, 1), total, len(rows), width, num_samples, self.eos_token_ids)
+            finished |= torch.isin(token, eos) | (limit <= step + 1)
+        return _unflatten(torch.stack(generated, 1), length, total, sampled if temperature != 1 else None,
+                          len(rows), width, num_samples)
 
     def _score_rows(self, state: _PrefixState, index: torch.Tensor, rows: list[list[int]]) -> list[float]:
         """log ρ(row | prefix) for continuation rows, right-padded and run in one forward pass."""
@@ -239,13 +246,19 @@ def _sample(logprobs: torch.Tensor, temperature: float, generator: torch.Generat
     return torch.multinomial(probs, 1, generator=generator).squeeze(1).to(logprobs.device)
 
 
-def _unflatten(tokens: torch.Tensor, logprobs: torch.Tensor, num_prefixes: int, width: int, num_samples: int,
-               eos_token_ids: frozenset[int]) -> list[list[list[Continuation]]]:
-    """(R, T) token rows → out[b][j][n], each cut after its first EOS."""
-    rows = []
-    for seq, lp in zip(tokens.tolist(), logprobs.tolist()):
-        cut = next((i + 1 for i, t in enumerate(seq) if t in eos_token_ids), len(seq))
-        rows.append(Continuation(tuple(seq[:cut]), lp))
+def _sampled_logprob(logprobs: torch.Tensor, token: torch.Tensor, temperature: float) -> torch.Tensor:
+    """log q_T(token): the tempered distribution the token was drawn from (greedy: probability 1)."""
+    if temperature == 0:
+        return torch.zeros(token.shape, dtype=logprobs.dtype, device=logprobs.device)
+    return torch.log_softmax(logprobs / temperature, dim=-1).gather(1, token[:, None]).squeeze(1)
+
+
+def _unflatten(tokens: torch.Tensor, lengths: torch.Tensor, logprobs: torch.Tensor, sampled: torch.Tensor | None,
+               num_prefixes: int, width: int, num_samples: int) -> list[list[list[Continuation]]]:
+    """(R, T) token rows → out[b][j][n], each cut to its own length (through EOS or its limit)."""
+    sampled_list = [None] * len(lengths) if sampled is None else sampled.tolist()
+    rows = [Continuation(tuple(seq[:n]), lp, q)
+            for seq, n, lp, q in zip(tokens.tolist(), lengths.tolist(), logprobs.tolist(), sampled_list)]
     per_prefix = width * num_samples
     return [
         [rows[b * per_prefix + j * num_samples: b * per_prefix + (j + 1) * num_samples] for j in range(width)]

@@ -22,10 +22,20 @@ class Continuation:
 
     ``tokens`` starts with the branch token when one was given and ends with an EOS token if the
     model stopped; ``logprob`` is ``log ρ(tokens | prefix)`` under the model at temperature 1.
+    ``sampled_logprob`` is ``log q(tokens | prefix)`` under the distribution the tokens were actually
+    drawn from (the tempered ``q_T``; a forced branch token counts as under ρ, since it was not drawn),
+    so ``logprob − sampled_logprob`` is the importance correction from the sampler to ρ. ``None``
+    means the tokens were drawn from ρ itself (temperature 1) or the backend cannot tell.
     """
 
     tokens: tuple[int, ...]
     logprob: float
+    sampled_logprob: float | None = None
+
+    @property
+    def log_correction(self) -> float:
+        """``log ρ(tokens) − log q(tokens)``: 0 when drawn from ρ at temperature 1."""
+        return 0.0 if self.sampled_logprob is None else self.logprob - self.sampled_logprob
 
 
 @runtime_checkable
@@ -59,7 +69,7 @@ class LanguageModel(Protocol):
         prefixes: Sequence[Sequence[int]],
         branches: Sequence[Sequence[int]] | None,
         num_samples: int,
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         temperature: float,
         generator: torch.Generator | None = None,
     ) -> list[list[list[Continuation]]]:
@@ -67,8 +77,11 @@ class LanguageModel(Protocol):
 
         ``branches[b]`` lists the tokens forced first after ``prefixes[b]`` (the candidates ``z``);
         ``None`` means one unforced branch per prefix. After the branch token at most
-        ``max_new_tokens`` tokens are generated, stopping at EOS; ``temperature == 0`` is greedy.
-        Returns ``out[b][j][n]``: prefix ``b``, branch ``j``, sample ``n``.
+        ``max_new_tokens`` tokens are generated (one number for every prefix, or ``max_new_tokens[b]``
+        for prefix ``b``), stopping at EOS; ``temperature == 0`` is greedy. When ``temperature`` is not
+        1, each continuation's ``sampled_logprob`` should hold ``log q_T`` (the weighted estimators
+        refuse tempered rollouts without it). Returns ``out[b][j][n]``: prefix ``b``, branch ``j``,
+        sample ``n``.
         """
 
     def continuation_logprobs(
@@ -87,6 +100,16 @@ def require_shared_vocabulary(first: LanguageModel, second: LanguageModel, why: 
             f"({first.vocabulary!r} vs {second.vocabulary!r}). Use models with the same tokenizer, "
             "or a mode that works on text (direct or indirect transfer with an explicit baseline reward)."
         )
+
+
+def per_prefix(max_new_tokens: int | Sequence[int], count: int) -> list[int]:
+    """``max_new_tokens`` of ``sample_continuations`` as one limit per prefix."""
+    if isinstance(max_new_tokens, int):
+        return [max_new_tokens] * count
+    limits = [int(n) for n in max_new_tokens]
+    if len(limits) != count:
+        raise ValueError(f"{len(limits)} token limits for {count} prefixes")
+    return limits
 
 
 def check_prompt(model: LanguageModel, prompt: str, max_new_tokens: int) -> list[int]:

@@ -27,25 +27,115 @@ def diversity(text: str) -> float:
     return score
 
 
+#: How a record's ``kl`` was computed (docs/algorithm.md, "KL to the reference").
+KL_STEPWISE = "stepwise-exact"  # Σ_t KL(π_t ‖ ρ_ref,t) over the states the response visits
+KL_PATH = "path-log-ratio"  # log π(y) − log ρ_ref(y): one-sample Monte Carlo, where vocabularies differ
+KL_BEST_OF_N = "best-of-n-bound"  # log N − (N − 1)/N, the analytic bound
+
+
+def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:
+    """KL(π ‖ ρ_ref) of each response's method, in nats, and the name of the estimator used.
+
+    ``π_t`` is the distribution the method chooses token t from: π_alg (tempered when it samples) for
+    value-guided methods, the decoded model at the sampling temperature for greedy (T = 1: its argmax is
+    emitted) and sample. Wherever ``π_t`` and ``ρ_ref,t`` share a vocabulary the sum over the visited
+    states is exact; Best-of-N gets its analytic bound; a model with another vocabulary the path log-ratio.
+    """
+    if decode.method == "best-of-n":
+        return [best_of_n_kl(decode.best_of)] * len(results), KL_BEST_OF_N
+    reference = roles.reference
+    if decode.method in ("greedy", "sample"):
+        model = roles.baseline if decode.proposal == "baseline" else reference
+        temperature = decode.selection_temperature if decode.method == "sample" else 1.0
+        if model.vocabulary != reference.vocabulary:
+            own = _path_logprobs(model, results, temperature)
+            return [lp - _text_logprob(reference, r, model) for lp, r in zip(own, results)], KL_PATH
+        return _sampling_kls(model, reference, results, temperature), KL_STEPWISE
+    proposal = roles.baseline if decode.method == "soft" or decode.proposal == "baseline" else reference
+    if proposal.vocabulary != reference.vocabulary:
+        return [path_log_prob(r) - _text_logprob(reference, r, proposal) for r in results], KL_PATH
+    if decode.method != "soft" and decode.prior == "reference":
+        return [trace_kl(r) for r in results], KL_STEPWISE  # the trace's prior log-probs are ρ_ref's
+    return _trace_kls_against(reference, results), KL_STEPWISE
+
+
 def trace_kl(result: GenerationResult) -> float:
-    """``Σ_t KL(π_alg(·|s_t) ‖ ρ_ref(·|s_t))`` along the response, from the decoder's own per-token
-    distributions (the trace's prior log-probs are the reference's when the prior is the reference)."""
-    total = 0.0
-    for step in result.trace:
-        for p, log_ref in zip(step.probabilities, step.prior_logprobs):
-            if p > 0:
-                total += p * (math.log(p) - log_ref)
-    return total
+    """``Σ_t KL(π_t ‖ π_prior,t)`` along the response from the decoder's own per-token distributions
+    (π_t is zero outside the top-k candidates, so only their prior log-probs are needed)."""
+    return sum(_candidates_kl(step.probabilities, step.prior_logprobs) for step in result.trace)
+
+
+def _candidates_kl(probabilities, reference_logprobs) -> float:
+    return sum(p * (math.log(p) - lr) for p, lr in zip(probabilities, reference_logprobs) if p > 0)
+
+
+def _trace_kls_against(reference, results) -> list[float]:
+    """``Σ_t KL(π_t ‖ ρ_ref,t)`` with ρ_ref evaluated at each step's candidates."""
+    totals = [0.0] * len(results)
+    for t, rows, logprobs in _walk(reference, results):
+        for a, b in enumerate(rows):
+            step = results[b].trace[t]
+            totals[b] += _candidates_kl(step.probabilities, logprobs[a, step.candidates].tolist())
+    return totals
+
+
+def _sampling_kls(model, reference, results, temperature: float) -> list[float]:
+    """``Σ_t KL(softmax(log ρ_t / T) ‖ ρ_ref,t)`` for a model sampled at temperature T."""
+    import torch
+
+    if model is reference and temperature == 1:
+        return [0.0] * len(results)
+    totals = [0.0] * len(results)
+    walks = [_walk(reference, results)] + ([] if model is reference else [_walk(model, results)])
+    for (t, rows, reference_lp), *own in zip(*walks):
+        log_q = torch.log_softmax((own[0][2] if own else reference_lp) / temperature, dim=-1)  # (A, V)
+        q = log_q.exp()
+        kl = torch.where(q > 0, q * (log_q - reference_lp), torch.zeros_like(q)).sum(-1)
+        for a, b in enumerate(rows):
+            totals[b] += float(kl[a])
+    return totals
+
+
+def _path_logprobs(model, results, temperature: float) -> list[float]:
+    """``log q_T(y | x)`` of each response under its own model's tempered next-token distributions."""
+    import torch
+
+    totals = [0.0] * len(results)
+    for t, rows, logprobs in _walk(model, results):
+        log_q = torch.log_softmax(logprobs / temperature, dim=-1)
+        for a, b in enumerate(rows):
+            totals[b] += float(log_q[a, results[b].token_ids[t]])
+    return totals
+
+
+def _walk(model, results):
+    """``(t, rows, log ρ(· | x, y_<t))`` at every state the responses visit; rows are the responses
+    still running at step t, and the log-probs are (len(rows), V) float64. Each step extends the last
+    by one token, so a caching backend encodes each state once."""
+    prefixes = [model.encode_prompt(r.prompt) for r in results]
+    for t in range(max((len(r.token_ids) for r in results), default=0)):
+        rows = [b for b, r in enumerate(results) if len(r.token_ids) > t]
+        states = [prefixes[b] + list(results[b].token_ids[:t]) for b in rows]
+        yield t, rows, model.next_token_logprobs(states).double()
+
+
+def _text_logprob(model, result: GenerationResult, decoded_by) -> float:
+    """``log ρ(y | x)`` of a response's text, tokenised by ``model`` itself (``decoded_by`` wrote the
+    token ids in another vocabulary), with ``model``'s EOS when the response ended."""
+    tokens = model.encode(result.text)
+    if result.token_ids and result.token_ids[-1] in decoded_by.eos_token_ids:
+        tokens.append(min(model.eos_token_ids))
+    return model.continuation_logprobs([model.encode_prompt(result.prompt)], [[tokens]])[0][0]
 
 
 def path_log_prob(result: GenerationResult) -> float:
-    """``log π_alg(y|x)``: the log-probability the value-guided decoder gave its own choices."""
+    """``log π(y|x)``: the log-probability the value-guided decoder gave its own choices."""
     return sum(math.log(max(step.probabilities[step.candidates.index(step.chosen)], 1e-300))
                for step in result.trace)
 
 
 def best_of_n_kl(n: int) -> float:
-    """The standard analytic KL of Best-of-N to its sampler: ``log N − (N − 1)/N``."""
+    """The standard analytic bound on the KL of Best-of-N to its sampler: ``log N − (N − 1)/N``."""
     return math.log(n) - (n - 1) / n
 
 
@@ -106,6 +196,8 @@ def summarise(records: Sequence[dict]) -> dict:
         by_method.setdefault(record["method"], []).append(record)
     table = {label: {m: bootstrap_mean([r.get(m) for r in rows]).as_dict() for m in METRICS}
              for label, rows in by_method.items()}
+    for label, rows in by_method.items():
+        table[label]["kl_estimator"] = rows[0].get("kl_estimator", "unnamed")
     rewards = {label: {r["prompt_index"]: r["reward"] for r in rows} for label, rows in by_method.items()}
     duels = {a: {b: vars(duel(rewards[a], rewards[b])) for b in rewards if b != a} for a in rewards}
     for row in duels.values():

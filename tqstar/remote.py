@@ -34,7 +34,7 @@ import torch
 
 from .errors import ModelLoadError
 from .hf import HFLanguageModel, _vocab_fingerprint
-from .lm import Continuation
+from .lm import Continuation, per_prefix
 
 PREFIX = "openai:"
 API_KEY_ENV = "TQSTAR_REMOTE_API_KEY"
@@ -244,16 +244,17 @@ class RemoteLanguageModel:
         prefixes: Sequence[Sequence[int]],
         branches: Sequence[Sequence[int]] | None,
         num_samples: int,
-        max_new_tokens: int,
+        max_new_tokens: int | Sequence[int],
         temperature: float,
         generator: torch.Generator | None = None,
     ) -> list[list[list[Continuation]]]:
         started = time.perf_counter()
+        limits = per_prefix(max_new_tokens, len(prefixes))
         if branches is None:  # the first token is sampled too, then max_new_tokens more
-            asks = [(b, 0, list(p), None, max_new_tokens + 1) for b, p in enumerate(prefixes)]
+            asks = [(b, 0, list(p), None, limits[b] + 1) for b, p in enumerate(prefixes)]
             branch_logprobs = [[0.0] for _ in prefixes]
         else:
-            asks = [(b, j, [*p, z], z, max_new_tokens) for b, (p, row) in enumerate(zip(prefixes, branches))
+            asks = [(b, j, [*p, z], z, limits[b]) for b, (p, row) in enumerate(zip(prefixes, branches))
                     for j, z in enumerate(row)]
             branch_logprobs = self._branch_logprobs(prefixes, branches)
         needed = [a for a in asks if a[4] > 0 and a[3] not in self.eos_token_ids]

@@ -10,7 +10,7 @@ from pathlib import Path
 from .errors import ConfigError
 from .evaluate import read_records
 from .jsonl import read_jsonl
-from .metrics import summarise
+from .metrics import KL_STEPWISE, summarise
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
            ("coherence", "coherence", 3), ("tokens", "tokens", 1), ("seconds", "s / response", 2),
@@ -54,16 +54,19 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
              f"`{config.get('split', '?')}`; reference `{config.get('reference', '?')}`; target reward "
              f"`{config.get('reward', '?')}`; {config.get('max_new_tokens', '?')} new tokens at most.",
              "", "Means with 95% bootstrap intervals over prompts, best reward first.", "",
-             "| method | n | " + " | ".join(title for _, title, _ in COLUMNS) + " |",
-             "|---|---:|" + "---:|" * len(COLUMNS)]
+             "| method | n | " + " | ".join(title for _, title, _ in COLUMNS) + " | KL estimator |",
+             "|---|---:|" + "---:|" * len(COLUMNS) + "---|"]
     for label in order:
         row = methods[label]
         lines.append(f"| {label} | {row['reward']['n']} | "
-                     + " | ".join(_interval(row[key], digits) for key, _, digits in COLUMNS) + " |")
-    lines += ["", "KL: per-token KL of the distribution each method picks from (exact from the trace for "
-              "value-guided methods with the reference as prior; log-ratio estimate for baseline sampling; "
-              "log N − (N−1)/N for Best-of-N; 0 for the reference itself). Diversity ∏(1 − rep_n/100), "
-              "n = 2..4; coherence: cosine of prompt and response all-MiniLM-L6-v2 embeddings.", ""]
+                     + " | ".join(_interval(row[key], digits) for key, _, digits in COLUMNS)
+                     + f" | {row.get('kl_estimator', 'unnamed')} |")
+    lines += ["", "KL: Σ_t KL(π_t ‖ ρ_ref,t) of the distribution π_t each method chooses token t from, over the "
+              "states its response visits (stepwise-exact); Best-of-N: the analytic bound log N − (N−1)/N "
+              "(best-of-n-bound); a model with another vocabulary than the reference: the one-sample "
+              "log-ratio log π(y) − log ρ_ref(y) (path-log-ratio). Definitions: docs/algorithm.md. "
+              "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
+              "all-MiniLM-L6-v2 embeddings.", ""]
     lines += _duel_table(summary["duels"], order)
     if "judge" in summary:
         lines += _judge_table(summary["judge"])
@@ -200,9 +203,10 @@ def _tradeoff_plot(run_dir: Path, summary: dict, sweeps: dict) -> str:
     for label, row in methods.items():
         if not any(label == lab for pts in sweeps.values() for _, lab in pts):
             ax.scatter(row["kl"]["mean"], row["reward"]["mean"], marker="x", color="grey")
-            ax.annotate(label, (row["kl"]["mean"], row["reward"]["mean"]), fontsize=7, color="grey",
+            marked = label if row.get("kl_estimator") == KL_STEPWISE else f"{label} ({row.get('kl_estimator')})"
+            ax.annotate(marked, (row["kl"]["mean"], row["reward"]["mean"]), fontsize=7, color="grey",
                         textcoords="offset points", xytext=(3, -9))
-    ax.set_xlabel("mean KL to the reference per response (nats)")
+    ax.set_xlabel(f"mean KL to the reference per response (nats; {KL_STEPWISE} unless marked)")
     ax.set_ylabel("mean target reward")
     ax.legend(title="swept method")
     return _save(fig, run_dir, "reward_vs_kl.png")

@@ -12,12 +12,9 @@ import math
 import os
 from functools import lru_cache
 from pathlib import Path
-from typing import TYPE_CHECKING, Callable, Protocol, Sequence
+from typing import Callable, Protocol, Sequence
 
 from .errors import ConfigError, RewardError, TQStarError
-
-if TYPE_CHECKING:  # lm imports torch; keep it out of the import path
-    from .lm import LanguageModel
 
 _CHOICES = (
     "sentiment, nontoxic, relevance, helpful_harmless, a weighted sum like 'relevance+0.5*sentiment', "
@@ -311,43 +308,6 @@ def _ensure_pad_token(tokenizer, model, spec: str) -> None:
 
 def _looks_like_path(spec: str) -> bool:
     return spec.startswith((".", "/", "~")) or os.sep in spec and Path(spec).expanduser().exists()
-
-
-class ImplicitReward:
-    """The DPO implicit reward ``beta * (log ρ_BL(y|x) - log ρ_ref(y|x))`` of a response.
-
-    Each model tokenizes the text itself (its ``encode_prompt(x)`` as prefix, ``encode(y)`` plus its
-    smallest EOS id as continuation), so the two models need not share a vocabulary.
-    """
-
-    def __init__(self, baseline: LanguageModel, reference: LanguageModel, beta: float):
-        if not isinstance(beta, (int, float)) or not math.isfinite(beta) or beta <= 0:
-            raise ConfigError(f"beta must be a finite number > 0, got {beta!r}. Use the baseline's DPO beta, e.g. 0.1.")
-        for role, model in (("baseline", baseline), ("reference", reference)):
-            if not model.eos_token_ids:
-                raise ConfigError(f"The {role} model has no EOS token ids; the implicit reward needs one.")
-        self.baseline, self.reference, self.beta = baseline, reference, float(beta)
-        self.name = f"implicit(beta={self.beta:g})"
-
-    def score(self, prompts, responses):
-        baseline = _response_logprobs(self.baseline, prompts, responses)
-        reference = _response_logprobs(self.reference, prompts, responses)
-        return [self.beta * (b - r) for b, r in zip(baseline, reference)]
-
-
-def _response_logprobs(model: LanguageModel, prompts, responses) -> list[float]:
-    """``log ρ(y + EOS | x)`` per pair, one prefix per distinct prompt (prompts repeat in decoding)."""
-    eos = min(model.eos_token_ids)
-    groups: dict[str, list[int]] = {}
-    for i, prompt in enumerate(prompts):
-        groups.setdefault(prompt, []).append(i)
-    prefixes = [model.encode_prompt(p) for p in groups]
-    continuations = [[model.encode(responses[i]) + [eos] for i in idx] for idx in groups.values()]
-    out = [0.0] * len(responses)
-    for idx, values in zip(groups.values(), model.continuation_logprobs(prefixes, continuations)):
-        for i, value in zip(idx, values):
-            out[i] = float(value)
-    return out
 
 
 def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> Reward:

@@ -14,7 +14,7 @@ import threading
 import time
 from dataclasses import dataclass, fields
 
-from .config import DecodeConfig, RolesConfig, at_least, option, split_options
+from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option, split_options
 from .errors import ConfigError
 
 API_KEY_ENV = "TQSTAR_API_KEY"
@@ -42,6 +42,7 @@ class ServeConfig:
     log_level: str = option("warning", "uvicorn log level.", choices=("critical", "error", "warning", "info", "debug"))
 
     def __post_init__(self):
+        check_field_types(self)
         if not isinstance(self.port, int) or not 0 <= self.port <= 65535:
             raise ConfigError(f"port must be 0 to 65535, got {self.port!r}. Use --port 8000, or 0 for any free port.")
         if self.api_key is not None and not self.api_key.strip():

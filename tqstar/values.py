@@ -1,5 +1,5 @@
 """The value-estimator role: ``Q̂(s_t, z)`` for every candidate token. The methods of the paper differ
-only here (PAPER.md, the table under "Decoding rule"):
+only here (docs/algorithm.md, "Decoding rule"):
 
 =================  ==========================================================================
 ARGS               ``PartialReward``      r(x, [y_<t, z]), no look-ahead
@@ -18,6 +18,8 @@ from typing import Protocol, Sequence
 
 import torch
 
+from .config import require_weighted_rollouts
+from .errors import ConfigError
 from .lm import LanguageModel, require_shared_vocabulary
 from .rewards import Reward, checked_scores
 
@@ -29,6 +31,7 @@ class ValueQuery:
     prompts: Sequence[str]  # x, raw user prompts
     responses: Sequence[Sequence[int]]  # y_<t, token ids in the candidate vocabulary
     candidates: torch.Tensor  # (B, k) candidate token ids z
+    budgets: Sequence[int] | None = None  # tokens state b may still emit after z; None: no response budget
 
 
 @dataclass
@@ -36,8 +39,9 @@ class ValueEstimate:
     """``values[b, j] = Q̂(s_t^b, z_j)``, with the importance-sampling evidence where it exists."""
 
     values: torch.Tensor  # (B, k)
-    weights: torch.Tensor | None = None  # (B, k, N) normalised importance weights
+    weights: torch.Tensor | None = None  # (B, k, N) normalised importance weights, Σ_i w_i = 1
     ess: torch.Tensor | None = None  # (B, k) effective sample size (Σw)² / Σw²
+    raw_weights: torch.Tensor | None = None  # (B, k, N) unnormalised exp((r − r_BL)/β) of --compat
 
 
 class ValueEstimator(Protocol):
@@ -77,6 +81,7 @@ class RolloutSpec:
     reward: Reward  # r
     num_rollouts: int = 1  # N
     horizon: int | None = 20  # H tokens after z; None runs to EOS
+    fixed_horizon: bool = False  # True: H even past the response budget (the paper); False: stop at the budget
     temperature: float = 0.0
     baseline_reward: Reward | None = None  # explicit r_BL
     implicit_reference: LanguageModel | None = None  # ρ_ref of DPO's implicit r_BL = β·log(ρ_BL/ρ_ref)
@@ -88,6 +93,11 @@ class RolloutSpec:
             require_shared_vocabulary(self.model, self.implicit_reference, "The implicit baseline reward β·log(ρ_BL/ρ_ref)")
 
     @property
+    def weighted(self) -> bool:
+        """Rollouts are importance-weighted toward ρ*_r (a baseline reward r_BL is known)."""
+        return self.baseline_reward is not None or self.implicit_reference is not None
+
+    @property
     def models(self) -> tuple[LanguageModel, ...]:
         """Every model the estimate runs (their forward tokens are the estimate's compute)."""
         return tuple(m for m in (self.model, self.text_model, self.implicit_reference) if m is not None)
@@ -96,7 +106,7 @@ class RolloutSpec:
 @dataclass
 class RolloutScores:
     rewards: torch.Tensor  # (B, k, N) r(x, [y_<t, z, τ_i])
-    log_ratio: torch.Tensor  # (B, k, N) (r_i − r_BL,i) / β; zero without a baseline reward
+    log_ratio: torch.Tensor  # (B, k, N) log w_i = (r_i − r_BL,i)/β + log ρ_BL(τ_i) − log q_T(τ_i); 0 without r_BL
 
 
 def score_rollouts(spec: RolloutSpec, query: ValueQuery) -> RolloutScores:
@@ -114,7 +124,19 @@ def score_rollouts(spec: RolloutSpec, query: ValueQuery) -> RolloutScores:
         log_ratio = (rewards - baseline.view(B, k, N)) / spec.beta
     elif spec.implicit_reference is not None:
         log_ratio = rewards / spec.beta - _implicit_log_ratio(spec, query, rollouts)
+    if spec.weighted and spec.temperature > 0:
+        log_ratio = log_ratio + _tempering_correction(spec, rollouts)
     return RolloutScores(rewards, log_ratio)
+
+
+def _tempering_correction(spec: RolloutSpec, rollouts) -> torch.Tensor:
+    """log ρ_BL(τ_i) − log q_T(τ_i): rollouts drawn at temperature T, weighted as if drawn from ρ_BL."""
+    continuations = [c for row in rollouts for cand in row for c in cand[1]]
+    if spec.temperature != 1 and any(c.sampled_logprob is None for c in continuations):
+        raise ConfigError(f"rollout_temperature={spec.temperature:g} needs the rollout model to report the "
+                          "log-probs it sampled from, and this backend does not. Use rollout_temperature=1.")
+    B, k = len(rollouts), len(rollouts[0])
+    return torch.tensor([c.log_correction for c in continuations], dtype=torch.float64).view(B, k, -1)
 
 
 def _rollout_prefixes(model: LanguageModel, prompts, responses) -> list[list[int]]:
@@ -124,8 +146,8 @@ def _rollout_prefixes(model: LanguageModel, prompts, responses) -> list[list[int
 def _rollouts_shared(spec: RolloutSpec, query: ValueQuery):
     """Same vocabulary: the prefix is encoded once and fans out to k × N rollouts (one batch)."""
     prefixes = _rollout_prefixes(spec.model, query.prompts, query.responses)
-    horizon = _horizon(spec, prefixes)
-    out = spec.model.sample_continuations(prefixes, query.candidates.tolist(), spec.num_rollouts, horizon,
+    horizons = _horizons(spec, prefixes, query.budgets)
+    out = spec.model.sample_continuations(prefixes, query.candidates.tolist(), spec.num_rollouts, horizons,
                                           spec.temperature, spec.generator)
     return [
         [([spec.text_model.decode([*response, *c.tokens]) for c in cand], cand) for cand in row]
@@ -139,16 +161,25 @@ def _rollouts_by_text(spec: RolloutSpec, query: ValueQuery):
     flat_prompts = [p for p, row in zip(query.prompts, texts) for _ in row]
     flat_texts = [t for row in texts for t in row]
     prefixes = [spec.model.encode_prompt(p) + spec.model.encode(t) for p, t in zip(flat_prompts, flat_texts)]
-    out = spec.model.sample_continuations(prefixes, None, spec.num_rollouts, _horizon(spec, prefixes),
+    k = query.candidates.shape[1]
+    budgets = None if query.budgets is None else [n for n in query.budgets for _ in range(k)]
+    out = spec.model.sample_continuations(prefixes, None, spec.num_rollouts, _horizons(spec, prefixes, budgets),
                                           spec.temperature, spec.generator)
     flat = [([t + spec.model.decode(c.tokens) for c in row[0]], row[0]) for t, row in zip(flat_texts, out)]
-    k = query.candidates.shape[1]
     return [flat[b * k:(b + 1) * k] for b in range(len(query.prompts))]
 
 
-def _horizon(spec: RolloutSpec, prefixes) -> int:
-    room = spec.model.max_length - max(len(p) for p in prefixes) - 1
-    return max(0, room if spec.horizon is None else min(spec.horizon, room))
+def _horizons(spec: RolloutSpec, prefixes, budgets) -> list[int]:
+    """Tokens each row rolls out after z: H, cut to the row's room in the context and, unless the
+    horizon is fixed, to what the decoder may still emit (text past the budget can never be the answer)."""
+    horizons = []
+    for row, prefix in enumerate(prefixes):
+        room = spec.model.max_length - len(prefix) - 1
+        horizon = room if spec.horizon is None else min(spec.horizon, room)
+        if budgets is not None and not spec.fixed_horizon:
+            horizon = min(horizon, budgets[row])
+        horizons.append(max(0, horizon))
+    return horizons
 
 
 def _implicit_log_ratio(spec: RolloutSpec, query: ValueQuery, rollouts) -> torch.Tensor:
@@ -177,18 +208,24 @@ class MeanRolloutValue:
 class IndirectValue:
     """TQ* indirect: ``w_i = exp((r_i − r_BL,i)/β)``, ``Q̂ = Σ w_i r_i / Σ w_i``, ESS = (Σw)²/Σw².
 
-    ``normalise=False`` is the authors' released score ``exp((r − r_BL)/β) · r`` (one rollout, no
-    normalisation), kept for the compatibility switch.
+    Preconditions (``require_weighted_rollouts``): N ≥ 2 sampled rollouts, since one self-normalised
+    weight is always 1 and would make the estimate direct transfer's. Rollouts drawn at a temperature
+    T ≠ 1 are weighted exactly by ``ρ_BL(τ)/q_T(τ)`` on top.
+
+    ``normalise=False`` is the authors' released score ``exp((r − r_BL)/β) · r`` (one greedy rollout, no
+    normalisation), kept for the compatibility switch; its weights go to ``raw_weights``.
     """
 
     def __init__(self, spec: RolloutSpec, normalise: bool = True):
+        if normalise:
+            require_weighted_rollouts("tq-indirect", spec.num_rollouts, spec.temperature)
         self.spec, self.normalise, self.models = spec, normalise, spec.models
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         scores = score_rollouts(self.spec, query)
         if not self.normalise:
-            values = (scores.log_ratio.exp() * scores.rewards).mean(-1)
-            return ValueEstimate(values, scores.log_ratio.exp(), torch.ones_like(values))
+            raw = scores.log_ratio.exp()
+            return ValueEstimate((raw * scores.rewards).mean(-1), raw_weights=raw)
         weights = torch.softmax(scores.log_ratio, dim=-1)  # (B, k, N), Σ_i w_i = 1, overflow-safe
         values = (weights * scores.rewards).sum(-1)
         ess = 1.0 / (weights ** 2).sum(-1)
@@ -196,13 +233,14 @@ class IndirectValue:
 
 
 class SoftTransferValue:
-    """Soft transfer (PAPER.md, last section): ``Q̂ = β · log (1/N) Σ_i exp((r_i − r_BL,i)/β)``.
+    """Soft transfer (docs/algorithm.md, "Soft transfer"): ``Q̂ = β · log (1/N) Σ_i exp((r_i − r_BL,i)/β)``.
 
-    Used with prior = baseline and α = 1/β, the decoder samples ρ*_r exactly when the baseline is
-    exactly aligned and the expectation is exact.
+    Used with proposal = prior = baseline and α = 1/β, the decoder samples ρ*_r exactly when the baseline
+    is exactly aligned and the expectation is exact. Same preconditions as ``IndirectValue``.
     """
 
     def __init__(self, spec: RolloutSpec):
+        require_weighted_rollouts("soft", spec.num_rollouts, spec.temperature)
         self.spec, self.models = spec, spec.models
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:

@@ -9,7 +9,7 @@ from dataclasses import asdict, replace
 from typing import Iterator
 
 from .evaluate import Chunk, EvalConfig
-from .metrics import best_of_n_kl, diversity, path_log_prob, trace_kl
+from .metrics import diversity, response_kls
 
 
 class ChunkWorker:
@@ -30,10 +30,11 @@ class ChunkWorker:
         decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
         results = decoder.generate(chunk.prompts)
         coherence = self._coherence_of([r.prompt for r in results], [r.text for r in results])
+        kls, kl_estimator = response_kls(results, chunk.spec.decode, roles)
         return [{
             "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
             "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
-            "kl": response_kl(r, chunk.spec.decode, roles), "diversity": diversity(r.text),
+            "kl": kls[i], "kl_estimator": kl_estimator, "diversity": diversity(r.text),
             "coherence": coherence[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
         } for i, r in enumerate(results)]
 
@@ -50,33 +51,6 @@ class ChunkWorker:
 
         self._coherence = self._coherence or RelevanceReward()
         return self._coherence.score(prompts, texts)
-
-
-def response_kl(result, decode, roles) -> float:
-    """KL(π ‖ ρ_ref) of the distribution the method picks tokens from, along its response (nats).
-
-    Value-guided methods with the reference as prior: the exact per-token KL of π_alg from the trace.
-    Other value-guided methods: the single-path estimate ``log π_alg(y) − log ρ_ref(y)``. Sampling or
-    greedy decoding of the reference: 0. Of the baseline: ``log ρ_BL(y) − log ρ_ref(y)``. Best-of-N:
-    the analytic ``log N − (N − 1)/N``.
-    """
-    if decode.method == "best-of-n":
-        return best_of_n_kl(decode.best_of)
-    if decode.method in ("greedy", "sample"):
-        if decode.proposal == "reference":
-            return 0.0
-        return _log_prob(roles.baseline, result) - _log_prob(roles.reference, result)
-    if decode.prior == "reference" and decode.method != "soft":
-        return trace_kl(result)
-    return path_log_prob(result) - _log_prob(roles.reference, result)
-
-
-def _log_prob(model, result) -> float:
-    """``log ρ(y | x)`` of a response, tokenised by ``model`` itself (vocabularies may differ)."""
-    tokens = model.encode(result.text)
-    if result.token_ids and result.token_ids[-1] in model.eos_token_ids:
-        tokens.append(result.token_ids[-1])
-    return model.continuation_logprobs([model.encode_prompt(result.prompt)], [[tokens]])[0][0]
 
 
 def run_chunks(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
