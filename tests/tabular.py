@@ -7,7 +7,6 @@ including its EOS, so every quantity (ρ*, Q*, π_alg) is a finite sum over 40 r
 from __future__ import annotations
 
 import math
-from functools import partial
 from itertools import product
 
 import torch
@@ -83,59 +82,50 @@ class TabularLM:
     def next_token_logprobs(self, prefixes) -> torch.Tensor:
         return torch.stack([self.table[tuple(p)] for p in prefixes]).log()
 
-    def logprob(self, prefix, continuation) -> float:
+    def logprob(self, prefix, continuation, temperature: float = 1.0) -> float:
+        """log of the probability of ``continuation`` after ``prefix`` under softmax(log ρ / T) (T = 0: argmax)."""
         seq = (*prefix, *continuation)
-        if (len(prefix), seq) not in self._logprobs:
-            self._logprobs[len(prefix), seq] = self._logprob(len(prefix), seq)
-        return self._logprobs[len(prefix), seq]
+        key = (len(prefix), seq, temperature)
+        if key not in self._logprobs:
+            self._logprobs[key] = sum(self._token_logprob(seq[:i], seq[i], temperature)
+                                      for i in range(len(prefix), len(seq)))
+        return self._logprobs[key]
 
-    def _logprob(self, start: int, seq) -> float:
+    def _token_logprob(self, state, token, temperature) -> float:
         # An impossible token gets a finite floor, so that log-ratios of two models stay defined.
-        return sum(math.log(max(float(self.table[seq[:i]][seq[i]]), 1e-300)) for i in range(start, len(seq)))
+        log_p = self.table[state].clamp_min(1e-300).log()
+        if temperature == 0:
+            return 0.0 if token == int(log_p.argmax()) else math.log(1e-300)
+        return max(float(torch.log_softmax(log_p / temperature, 0)[token]), math.log(1e-300))
 
     def continuation_logprobs(self, prefixes, continuations):
         return [[self.logprob(p, c) for c in group] for p, group in zip(prefixes, continuations)]
 
     def sample_continuations(self, prefixes, branches, num_samples, max_new_tokens, temperature, generator=None):
         limits = per_prefix(max_new_tokens, len(prefixes))
-        draw = self._sample if temperature == 1.0 else partial(self._sample_tempered, temperature=temperature)
         out = []
         for b, prefix in enumerate(prefixes):
             starts = [(z,) for z in branches[b]] if branches is not None else [()]
-            out.append([draw(tuple(prefix), start, num_samples, limits[b], generator) for start in starts])
+            out.append([self._sample(tuple(prefix), start, num_samples, limits[b], temperature, generator)
+                        for start in starts])
         return out
 
-    def _sample(self, prefix, start, n, max_new_tokens, generator):
-        """Whole completions drawn from their enumerated probabilities, then cut to the horizon."""
+    def _sample(self, prefix, start, n, max_new_tokens, temperature, generator):
+        """Whole completions drawn from their enumerated probabilities under the tempered conditionals,
+        then cut to the horizon; ``sampled_logprob`` is log q_T of what was kept (the forced start under ρ)."""
         full = (*prefix, *start)
         completions = (responses(full) if full[-1:] != (EOS,) else []) or [full]  # [full]: finished or impossible
-        probs = torch.tensor([math.exp(self.logprob(full, y[len(full):])) for y in completions])
+        probs = torch.tensor([math.exp(self.logprob(full, y[len(full):], temperature)) for y in completions])
         picks = [0] * n if len(completions) == 1 else torch.multinomial(
             probs, n, replacement=True, generator=generator).tolist()
-        keep = len(full) - len(prefix) + max_new_tokens
-        drawn = {i: completions[i][len(prefix):][:keep] for i in set(picks)}
-        scored = {i: Continuation(row, self.logprob(prefix, row)) for i, row in drawn.items()}
+        keep = len(full) - len(prefix) + max_new_tokens + (0 if start else 1)  # unforced: the first is drawn too
+        scored = {}
+        for i in set(picks):
+            row = completions[i][len(prefix):][:keep]
+            sampled = None if temperature == 1 else (
+                self.logprob(prefix, row[:len(start)]) + self.logprob((*prefix, *start), row[len(start):], temperature))
+            scored[i] = Continuation(row, self.logprob(prefix, row), sampled)
         return [scored[i] for i in picks]
-
-    def _sample_tempered(self, prefix, start, n, max_new_tokens, generator, temperature):
-        """Token by token from softmax(log ρ / T) (argmax at T = 0), recording log q_T of the drawn tokens."""
-        limit = len(start) + max_new_tokens + (0 if start else 1)  # without a branch the first token is drawn too
-        out = []
-        for _ in range(n):
-            row, sampled = list(start), 0.0
-            while (not row or row[-1] != EOS) and len(row) < limit and len(prefix) + len(row) < MAX_TOKENS:
-                logits = self.table[(*prefix, *row)].clamp_min(1e-300).log()
-                if temperature == 0:
-                    token = int(logits.argmax())
-                else:
-                    q = torch.softmax(logits / temperature, 0)
-                    token = int(torch.multinomial(q, 1, generator=generator))
-                    sampled += math.log(q[token])
-                row.append(token)
-            tokens = tuple(row)
-            out.append(Continuation(tokens, self.logprob(prefix, tokens),
-                                    sampled + (self.logprob(prefix, start) if start else 0.0)))
-        return out
 
 
 def aligned(reference: TabularLM, reward, beta: float) -> dict[tuple[int, ...], float]:

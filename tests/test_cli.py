@@ -60,6 +60,10 @@ def test_compare_prints_each_method(tiny_flags):
     (["generate", "Hi", "--reference", "./missing-model"], "does not exist"),
     (["generate", "Hi", "--method", "tq-indirect"], "--baseline-reward"),
     (["generate", "Hi", "--config", "missing.json"], "does not exist"),
+    (["generate", "Hi", "--alpha", "nan"], "alpha must be a finite number"),
+    (["generate", "Hi", "--rollout-temperature", "inf"], "rollout_temperature must be a finite number"),
+    (["generate", "Hi", "--method", "soft", "--num-rollouts", "1"], "num_rollouts=1"),
+    (["generate", "Hi", "--compat", "--top-k", "3"], "top_k=3 (compat: 10)"),
 ])
 def test_bad_input_exits_2_with_one_clear_line(tiny_flags, args, message):
     if "--reference" not in args:
@@ -68,6 +72,23 @@ def test_bad_input_exits_2_with_one_clear_line(tiny_flags, args, message):
     assert out.returncode == 2
     assert message in out.stderr
     assert "Traceback" not in out.stderr
+
+
+@pytest.mark.parametrize("content, message", [('{"top_k": 2.5}', "top_k must be a whole number"),
+                                              ('{"horizon": NaN}', "horizon must be a finite number")])
+def test_bad_numbers_in_a_config_file_exit_2(tiny_flags, tmp_path, content, message):
+    path = tmp_path / "options.json"
+    path.write_text(content)
+    out = run("generate", "Hi", *tiny_flags, "--config", str(path))
+    assert out.returncode == 2 and message in out.stderr and "Traceback" not in out.stderr
+
+
+def test_bench_runs_with_the_role_flags(tiny_flags):
+    out = run("bench", "--top-k", "2", "--horizon", "2", "--new-tokens", "2", "--batch", "2", *tiny_flags[:-1])
+    assert out.returncode == 0, out.stderr
+    assert "| latency | 1 |" in out.stdout and "| throughput | 2 |" in out.stdout
+    refused = run("bench", "--batch", "99", *tiny_flags[:-1])
+    assert refused.returncode == 2 and "batch must be ≤ 8" in refused.stderr and "Traceback" not in refused.stderr
 
 
 def test_unknown_flag_exits_2():

@@ -46,6 +46,9 @@ def test_methods_parse_options_labels_and_sweeps():
     ({"methods": ["greedy"], "sweep": ["cd:alpha=1,2"]}, "LABEL:option"),
     ({"methods": ["greedy"], "sweep": ["greedy:colour=1"]}, "not a decoding option"),
     ({"methods": ["tq-direct:top_k=0"]}, "top_k"),
+    ({"methods": ["tq-direct:top_k=2.5"]}, "top_k must be a whole number"),
+    ({"methods": ["tq-direct:alpha=nan"]}, "alpha must be a finite number"),
+    ({"methods": ["tq-indirect:num_rollouts=1"]}, "num_rollouts=1"),
     ({"methods": []}, "No methods"),
     ({"preset": "huge"}, "Unknown preset"),
     ({"methods": ["greedy"], "judge_url": "http://localhost:1/v1"}, "--judge-model"),
@@ -62,6 +65,7 @@ def test_eval_writes_one_record_per_method_and_prompt_and_resumes_whole_chunks(t
     assert len(records) == 6 and {r["method"] for r in records} == {"greedy", "tq-direct[top_k=2,horizon=2]"}
     first = records[0]
     assert first["config"]["decode"]["method"] == "greedy" and first["forward_tokens"] > 0 and first["kl"] == 0
+    assert {r["kl_estimator"] for r in records} == {"stepwise-exact"}
     assert all(r["kl"] >= 0 for r in records) and all(0 <= r["diversity"] <= 1 for r in records)
     path = tmp_path / "run" / "records.jsonl"
     lines = path.read_text().splitlines()

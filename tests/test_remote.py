@@ -101,17 +101,28 @@ def test_sampled_rollouts_repeat_with_the_same_seed(remote, local):
                                                                            for row in first]
 
 
-@pytest.mark.parametrize("method, extra", [("tq-direct", {}), ("tq-indirect", {"implicit": True})])
-def test_tq_star_with_a_served_baseline_decides_like_the_in_process_run(remote, local, reference, method, extra):
-    config = DecodeConfig(method=method, top_k=3, horizon=3, max_new_tokens=5, beta=1.0, seed=3)
+def test_tq_star_with_a_served_baseline_decides_like_the_in_process_run(remote, local, reference):
+    config = DecodeConfig(method="tq-direct", top_k=3, horizon=3, max_new_tokens=5, seed=3)
     reward = CallableReward(lambda prompts, responses: [len(r) / 10 for r in responses], "length")
-    served = build_decoder(config, Roles(reference, remote, reward, **extra)).generate(PROMPTS)
-    in_process = build_decoder(config, Roles(reference, local, reward, **extra)).generate(PROMPTS)
+    served = build_decoder(config, Roles(reference, remote, reward)).generate(PROMPTS)
+    in_process = build_decoder(config, Roles(reference, local, reward)).generate(PROMPTS)
     assert [r.token_ids for r in served] == [r.token_ids for r in in_process]
     values = [[v for s in r.trace for v in s.values] for r in (*served, *in_process)]
     assert values[:2] == [pytest.approx(v, abs=1e-4) for v in values[2:]]
     assert len({round(v, 6) for v in values[0]}) > 1  # the values differ, so they steer the choice
     assert remote.forward_tokens > 0
+
+
+def test_indirect_transfer_with_a_served_baseline_weights_its_sampled_rollouts(remote, reference):
+    """Sampled rollouts are drawn by the server, so they cannot equal the in-process draws; the run is
+    reproducible with the same seed and its weights are proper self-normalised weights."""
+    config = DecodeConfig(method="tq-indirect", top_k=3, horizon=3, max_new_tokens=3, beta=1.0, num_rollouts=2, seed=3)
+    reward = CallableReward(lambda prompts, responses: [len(r) / 10 for r in responses], "length")
+    runs = [build_decoder(config, Roles(reference, remote, reward, implicit=True)).generate(PROMPTS) for _ in range(2)]
+    assert [r.token_ids for r in runs[0]] == [r.token_ids for r in runs[1]]
+    for step in (s for r in runs[0] for s in r.trace):
+        assert all(sum(w) == pytest.approx(1.0) for w in step.weights)
+        assert all(1.0 - 1e-9 <= e <= 2.0 + 1e-9 for e in step.ess)
 
 
 def test_top_k_above_a_remote_proposals_log_probs_is_refused(server, baseline_dir, local):

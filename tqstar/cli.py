@@ -20,7 +20,9 @@ Defaults: the embedded SmolLM2-135M-Instruct as reference, its shipped DPO adapt
 bl-helpful-harmless as baseline, target reward helpful_harmless.
 Methods differ only in Q̂: args (reward of the partial response), cd (reference rollouts),
 tq-direct (baseline rollouts), tq-indirect (importance-weighted baseline rollouts, needs
---baseline-reward), soft (our extension; prior = baseline). greedy, sample and best-of-n decode without Q̂.
+--baseline-reward; 4 sampled rollouts per candidate unless set), soft (our extension; proposal and
+prior = baseline). greedy, sample and best-of-n decode without Q̂.
+The algorithm, its estimators and what --compat reproduces: docs/algorithm.md in the project.
 """
 
 

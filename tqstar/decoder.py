@@ -110,40 +110,42 @@ class ValueGuidedDecoder:
         # everything that runs a model in a step, so forward_tokens is the step's whole compute
         self.counted_models = (proposal, prior, *getattr(estimator, "models", ()))
 
-    def generate(self, prompts: Sequence[str], on_token: Callable[[int, int], bool] | None = None
-                 ) -> list[GenerationResult]:
+    def generate(self, prompts: Sequence[str], on_token: Callable[[int, int], bool] | None = None,
+                 max_new_tokens: Sequence[int] | None = None) -> list[GenerationResult]:
         """Decode one response per prompt.
 
         ``on_token(index, token)``, when given, sees every token as it is chosen for ``prompts[index]``;
-        returning True ends that response there (a server streams, cancels and applies per-request limits
-        with it).
+        returning True ends that response there (a server streams and cancels with it).
+        ``max_new_tokens[index]``, when given, is that prompt's own budget (default: the settings'), so
+        that its rollouts stop where its response must, whatever its batch-mates may write.
         """
+        budgets = list(max_new_tokens) if max_new_tokens is not None else [self.settings.max_new_tokens] * len(prompts)
         results = []
         for start in range(0, len(prompts), self.settings.batch_size):
-            batch = list(prompts[start:start + self.settings.batch_size])
-            results.extend(self._generate_batch(batch, on_token, start))
+            end = start + self.settings.batch_size
+            results.extend(self._generate_batch(list(prompts[start:end]), budgets[start:end], on_token, start))
         return results
 
-    def _generate_batch(self, prompts: list[str], on_token=None, offset: int = 0) -> list[GenerationResult]:
+    def _generate_batch(self, prompts: list[str], budgets: list[int], on_token=None, offset: int = 0
+                        ) -> list[GenerationResult]:
         started, counted = time.perf_counter(), _forward_tokens(*self.counted_models)
-        budget = self.settings.max_new_tokens
-        prior_prompts = [check_prompt(self.prior, p, budget) for p in prompts]
+        prior_prompts = [check_prompt(self.prior, p, n) for p, n in zip(prompts, budgets)]
         proposal_prompts = prior_prompts if self.proposal is self.prior else [
-            check_prompt(self.proposal, p, budget) for p in prompts]
+            check_prompt(self.proposal, p, n) for p, n in zip(prompts, budgets)]
         responses: list[list[int]] = [[] for _ in prompts]
         traces: list[list[StepTrace]] = [[] for _ in prompts]
         active = list(range(len(prompts)))
-        for _ in _steps(budget, self.progress, len(prompts)):
+        for _ in _steps(max(budgets), self.progress, len(prompts)):
             if not active:
                 break
             chosen = self._step([prompts[b] for b in active], [prior_prompts[b] for b in active],
                                 [proposal_prompts[b] for b in active], [responses[b] for b in active],
-                                [traces[b] for b in active])
+                                [traces[b] for b in active], [budgets[b] for b in active])
             for b, token in zip(active, chosen):
                 responses[b].append(token)
             stopped = {b for b, token in zip(active, chosen) if on_token is not None and on_token(offset + b, token)}
             active = [b for b in active if b not in stopped
-                      and responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budget]
+                      and responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budgets[b]]
         texts = [self.proposal.decode(r) for r in responses]
         rewards = checked_scores(self.reward, prompts, texts) if self.reward else [None] * len(prompts)
         seconds = (time.perf_counter() - started) / len(prompts)
@@ -152,8 +154,10 @@ class ValueGuidedDecoder:
                 for p, t, r, s, tr in zip(prompts, texts, responses, rewards, traces)]
 
     def step_distribution(self, prompts: Sequence[str], responses: Sequence[Sequence[int]],
-                          prior_prompts=None, proposal_prompts=None) -> "StepDistribution":
-        """π_alg at the states ``[x, y_<t]``: the candidates, their prior log-probs, Q̂ and probabilities."""
+                          prior_prompts=None, proposal_prompts=None, max_new_tokens: Sequence[int] | None = None
+                          ) -> "StepDistribution":
+        """π_alg at the states ``[x, y_<t]``: the candidates, their prior log-probs, Q̂ and probabilities.
+        ``max_new_tokens[a]`` is state a's response budget (default: the settings')."""
         prior_prompts = prior_prompts or [self.prior.encode_prompt(p) for p in prompts]
         prior_lp = self.prior.next_token_logprobs([list(p) + list(r) for p, r in zip(prior_prompts, responses)])
         if self.proposal is self.prior:
@@ -168,15 +172,16 @@ class ValueGuidedDecoder:
         estimate = None
         values = torch.zeros_like(prior)
         if self.estimator is not None:
-            budgets = [self.settings.max_new_tokens - len(r) - 1 for r in responses]  # after z, per state
+            limits = max_new_tokens or [self.settings.max_new_tokens] * len(responses)
+            budgets = [n - len(r) - 1 for n, r in zip(limits, responses)]  # tokens each state may emit after z
             estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates, budgets))
             values = estimate.values.double()
         logits = prior + self.settings.alpha * values  # log π_alg up to a constant
         return StepDistribution(candidates, prior, values, logits, estimate)
 
-    def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces) -> list[int]:
+    def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces, budgets) -> list[int]:
         """One token for each active state: candidates, values, π_alg, choice, trace."""
-        step = self.step_distribution(prompts, responses, prior_prompts, proposal_prompts)
+        step = self.step_distribution(prompts, responses, prior_prompts, proposal_prompts, budgets)
         probabilities = step.chosen_from(self.settings.selection, self.settings.selection_temperature)
         picks = self._select(probabilities)
         chosen = step.candidates.gather(1, picks[:, None]).squeeze(1).tolist()

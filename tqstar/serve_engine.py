@@ -91,7 +91,7 @@ class Job:
 
 def _stochastic(config) -> bool:
     return (config.method in ("sample", "best-of-n") or config.selection == "sample"
-            or (config.uses_rollouts and config.rollout_temperature > 0))
+            or (config.uses_rollouts and config.rollout_temp > 0))
 
 
 class Engine:
@@ -219,7 +219,8 @@ class Engine:
             return job.cancelled.is_set() or len(job.tokens) >= job.max_tokens
 
         prompts = [job.request.prompt for job in jobs]
-        results = decoder.generate(prompts, on_token=on_token) if stepwise else decoder.generate(prompts)
+        results = decoder.generate(prompts, on_token=on_token, max_new_tokens=[job.max_tokens for job in jobs]) \
+            if stepwise else decoder.generate(prompts)
         for job, result in zip(jobs, results):
             if not stepwise:  # whole responses at once: stream them token by token now
                 for token in result.token_ids:
