@@ -4,7 +4,8 @@ import json
 
 import pytest
 
-from tqstar.config import AUTHORS_SETTINGS, DecodeConfig, load_config_file, split_options
+from tqstar.config import AUTHORS_SETTINGS, DecodeConfig, split_options
+from tqstar.options import load_config_file
 from tqstar.errors import ConfigError
 
 

@@ -13,9 +13,9 @@ import torch
 
 from tqstar.api import Roles, build_decoder
 from tqstar.config import DecodeConfig
-from tqstar.errors import ConfigError, ModelLoadError
+from tqstar.errors import ConfigError, ModelLoadError, RemoteModelError
 from tqstar.models import load_language_model
-from tqstar.remote import RemoteModelError, RemoteSpec
+from tqstar.remote import RemoteSpec
 from tqstar.rewards import CallableReward, load_reward
 from tqstar.serve import ServeConfig, serve_in_thread
 from tqstar.serve_app import create_app

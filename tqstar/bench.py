@@ -14,7 +14,8 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option
+from .config import DecodeConfig, RolesConfig
+from .options import at_least, check_field_types, option
 from .errors import ConfigError
 
 BENCH_PROMPTS = (

@@ -1,14 +1,15 @@
-"""The ``tqstar`` command. Its flags are generated from the config dataclasses (tqstar.config)."""
+"""The ``tqstar`` command. Its flags are generated from the config dataclasses (``tqstar.options.add_flags``)."""
 
 from __future__ import annotations
 
 import argparse
 import json
 import sys
-from dataclasses import fields, replace
+from dataclasses import replace
 
-from .config import DecodeConfig, RolesConfig, load_config_file, split_options
-from .errors import ConfigError, TQStarError
+from .config import DecodeConfig, RolesConfig
+from .errors import TQStarError
+from .options import add_flags, from_args, load_config_file
 
 COMPARE_METHODS = ("greedy", "args", "cd", "tq-direct")
 
@@ -26,31 +27,6 @@ The algorithm, its estimators and what --compat reproduces: docs/algorithm.md in
 """
 
 
-def _flag_type(annotation: str):
-    """argparse type for a dataclass field annotation written as a string (``from __future__``)."""
-    if "int" in annotation and "None" in annotation:
-        return lambda v: None if v.lower() in ("eos", "none") else int(v)
-    return {"int": int, "float": float}.get(annotation.split(" ")[0], str)
-
-
-def add_config_flags(parser: argparse.ArgumentParser, *configs) -> None:
-    """One flag per dataclass field, with the field's help text; unset flags stay absent."""
-    for cls in configs:
-        group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip())
-        for f in fields(cls):
-            name = "--" + f.name.replace("_", "-")
-            extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
-            help_text = f"{f.metadata.get('help', '')} (default: {f.default})"
-            if f.type == "bool":
-                group.add_argument(name, action="store_true", default=argparse.SUPPRESS, help=help_text)
-            elif str(f.type).startswith("list"):
-                group.add_argument(name, action="append", default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                   help=f"{f.metadata.get('help', '')} (repeatable)")
-            else:
-                group.add_argument(name, type=_flag_type(str(f.type)), default=argparse.SUPPRESS,
-                                   metavar=f.name.upper(), help=help_text, **extra)
-
-
 def build_parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser(prog="tqstar", description=DESCRIPTION,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -64,27 +40,27 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--trace", metavar="FILE", help="Write the per-token audit trace as JSON Lines.")
     gen.add_argument("--json", action="store_true", help="Print results as JSON Lines.")
     gen.add_argument("--quiet", action="store_true", help="No progress bar.")
-    add_config_flags(gen, DecodeConfig, RolesConfig)
+    add_flags(gen, DecodeConfig, RolesConfig)
     align = commands.add_parser("align", help="Make an aligned baseline: DPO with a LoRA adapter on the reference.")
     from .align import AlignConfig
 
-    add_config_flags(align, AlignConfig)
+    add_flags(align, AlignConfig)
     evaluate = commands.add_parser("eval", help="Compare methods over a prompt set; resumable run directory.")
     from .evaluate import EvalConfig
 
     evaluate.add_argument("--config", metavar="FILE", help="JSON or TOML file of eval options; flags override it.")
     evaluate.add_argument("--quiet", action="store_true", help="No progress bar.")
-    add_config_flags(evaluate, EvalConfig)
+    add_flags(evaluate, EvalConfig)
     report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
     serve = commands.add_parser("serve", help="Serve the decoders over an OpenAI-compatible HTTP API.")
     from .serve import ServeConfig
 
-    add_config_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
+    add_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     from .bench import BenchConfig
 
-    add_config_flags(bench, BenchConfig, RolesConfig)
+    add_flags(bench, BenchConfig, RolesConfig)
     return parser
 
 
@@ -99,7 +75,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "bench":
             from .bench import BenchConfig, run_bench
 
-            return run_bench(_config_from(BenchConfig, args), _config_from(RolesConfig, args))
+            return run_bench(*from_args(args, BenchConfig, RolesConfig))
         if args.command == "align":
             return _align(args)
         if args.command == "eval":
@@ -115,24 +91,11 @@ def main(argv: list[str] | None = None) -> int:
         return 130
 
 
-def _config_from(cls, args):
-    """A config dataclass from the parsed flags that name its fields (unset flags keep its defaults)."""
-    names = {f.name for f in fields(cls)}
-    return cls(**{k: v for k, v in vars(args).items() if k in names})
-
-
-def _options(args) -> dict:
-    options = load_config_file(args.config) if args.config else {}
-    names = {f.name for cls in (DecodeConfig, RolesConfig) for f in fields(cls)}
-    options.update({k: v for k, v in vars(args).items() if k in names})
-    return options
-
-
 def _generate(args) -> int:
     from .api import Roles, build_decoder
     from .decoder import write_trace
 
-    config, roles_config = split_options(_options(args))
+    config, roles_config = from_args(args, DecodeConfig, RolesConfig, base=_config_file(args))
     roles = Roles.load(roles_config)
     methods = COMPARE_METHODS if args.compare else (config.method,)
     all_results = []
@@ -152,7 +115,7 @@ def _generate(args) -> int:
 def _align(args) -> int:
     from .align import AlignConfig, run_align
 
-    metadata = run_align(_config_from(AlignConfig, args))
+    metadata = run_align(*from_args(args, AlignConfig))
     dev = metadata["dev_reward"]
     print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
           f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "
@@ -164,13 +127,8 @@ def _eval(args) -> int:
     from .evaluate import EvalConfig, run_eval
     from .report import write_report
 
-    names = {f.name for f in fields(EvalConfig)}
-    options = load_config_file(args.config) if args.config else {}
-    unknown = sorted(set(options) - names)
-    if unknown:
-        raise ConfigError(f"Unknown eval option(s) in {args.config}: {', '.join(unknown)}. See 'tqstar eval --help'.")
-    options.update({k: v for k, v in vars(args).items() if k in names})
-    run_dir = run_eval(EvalConfig(**options), progress=not args.quiet)
+    config, = from_args(args, EvalConfig, base=_config_file(args))
+    run_dir = run_eval(config, progress=not args.quiet)
     print(f"Records in {run_dir / 'records.jsonl'}; report: {write_report(run_dir)}")
     return 0
 
@@ -180,6 +138,10 @@ def _report(args) -> int:
 
     print(write_report(args.run_dir))
     return 0
+
+
+def _config_file(args) -> dict:
+    return load_config_file(args.config) if args.config else {}
 
 
 def _with_method(config: DecodeConfig, method: str) -> DecodeConfig:

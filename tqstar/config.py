@@ -1,18 +1,16 @@
 """Typed configs: every option is defined once here, with its help text and its validation.
 
-The CLI (``tqstar.cli``) builds its flags from these dataclasses, and config files (JSON or TOML)
-fill the same fields, so an option has one name, one default and one check everywhere.
+The CLI (``tqstar.cli``) builds its flags from these dataclasses (``tqstar.options``), and config files
+(JSON or TOML) fill the same fields, so an option has one name, one default and one check everywhere.
 """
 
 from __future__ import annotations
 
-import json
-import math
-from dataclasses import MISSING, dataclass, field, fields, replace
-from pathlib import Path
+from dataclasses import dataclass
 from typing import Any
 
 from .errors import ConfigError
+from .options import at_least, build, check_choice, check_field_types, defaults, option, positive
 
 #: The methods of the paper's comparison, in the order the paper's table lists them.
 METHODS = ("greedy", "sample", "best-of-n", "args", "cd", "tq-direct", "tq-indirect", "soft")
@@ -36,13 +34,6 @@ AUTHORS_HORIZON = {"tq-direct": 20, "tq-indirect": 5}
 AUTHORS_BETA = 2.0
 #: N and T of the weighted estimators when the user sets neither (one weight, or greedy rollouts, cannot transfer).
 WEIGHTED_ROLLOUTS = {"num_rollouts": 4, "rollout_temperature": 1.0}
-
-
-def option(default, help: str, **extra):
-    """A dataclass field carrying its CLI help text."""
-    if isinstance(default, (list, dict)):
-        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **extra})
-    return field(default=default, metadata={"help": help, **extra})
 
 
 @dataclass
@@ -85,12 +76,12 @@ class DecodeConfig:
 
     def __post_init__(self):
         check_field_types(self)
-        _check_choice("method", self.method, METHODS)
+        check_choice("method", self.method, METHODS)
         if self.compat:
             self._apply_compat()
-        _check_choice("selection", self.selection, ("greedy", "sample"))
-        _check_choice("proposal", self.proposal, MODEL_ROLES)
-        _check_choice("prior", self.prior, MODEL_ROLES)
+        check_choice("selection", self.selection, ("greedy", "sample"))
+        check_choice("proposal", self.proposal, MODEL_ROLES)
+        check_choice("prior", self.prior, MODEL_ROLES)
         for name in ("top_k", "best_of", "max_new_tokens", "batch_size"):
             at_least(name, getattr(self, name), 1)
         at_least("alpha", self.alpha, 0)
@@ -180,93 +171,6 @@ class RolesConfig:
         check_field_types(self)
 
 
-def _check_choice(name: str, value: Any, choices) -> None:
-    if value not in choices:
-        raise ConfigError(f"Unknown {name} {value!r}. Use one of: {', '.join(choices)}.")
-
-
-def _require_number(name: str, value) -> None:
-    if isinstance(value, bool) or not isinstance(value, (int, float)):
-        raise ConfigError(f"{name} must be a number, got {value!r}.")
-    if not math.isfinite(value):
-        raise ConfigError(f"{name} must be a finite number, got {value!r}. Pass a number such as 1.0.")
-
-
-def check_field_types(config) -> None:
-    """Refuse a value of the wrong kind for any field of a config dataclass: NaN or ±inf for a number,
-    a fraction for an integer, a number for text, anything but true/false for a switch. Whole-number
-    floats (2.0 from a JSON file) become ints. Every config calls this first in ``__post_init__``, so
-    the CLI, config files, eval method strings and server fields share one check."""
-    for f in fields(config):
-        value, kinds = getattr(config, f.name), str(f.type).replace(" ", "").split("|")
-        if value is None and "None" in kinds:
-            continue
-        if "bool" in kinds:
-            if not isinstance(value, bool):
-                raise ConfigError(f"{f.name} must be true or false, got {value!r}.")
-        elif "int" in kinds:
-            setattr(config, f.name, _whole_number(f.name, value))
-        elif "float" in kinds:
-            _require_number(f.name, value)
-        elif "str" in kinds and not isinstance(value, str):
-            raise ConfigError(f"{f.name} must be text, got {value!r}.")
-
-
-def _whole_number(name: str, value) -> int:
-    _require_number(name, value)
-    if isinstance(value, float):
-        if not value.is_integer():
-            raise ConfigError(f"{name} must be a whole number, got {value!r}. Pass e.g. {math.floor(value)}.")
-        return int(value)
-    return value
-
-
-def at_least(name: str, value, lowest) -> None:
-    """Refuse a number below ``lowest``, naming the option and the fix."""
-    _require_number(name, value)
-    if value < lowest:
-        raise ConfigError(f"{name} must be ≥ {lowest}, got {value}. Set {name} to {lowest} or more.")
-
-
-def positive(name: str, value, fix: str) -> None:
-    """Refuse a number that is not strictly positive, naming the option and the fix."""
-    _require_number(name, value)
-    if not value > 0:
-        raise ConfigError(f"{name} must be > 0, got {value}. {fix}")
-
-
-def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read option values from a JSON or TOML file (flat keys named like the options)."""
-    path = Path(path)
-    if not path.is_file():
-        raise ConfigError(f"Config file {str(path)!r} does not exist. Check the path.")
-    try:
-        if path.suffix == ".toml":
-            import tomllib
-
-            return tomllib.loads(path.read_text())
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
-
-
 def split_options(values: dict[str, Any]) -> tuple[DecodeConfig, RolesConfig]:
     """Build both configs from one flat mapping, refusing unknown keys."""
-    decode_names = {f.name for f in fields(DecodeConfig)}
-    role_names = {f.name for f in fields(RolesConfig)}
-    unknown = sorted(set(values) - decode_names - role_names)
-    if unknown:
-        raise ConfigError(f"Unknown option(s): {', '.join(unknown)}. See 'tqstar generate --help' for the names.")
-    try:
-        decode = DecodeConfig(**{k: v for k, v in values.items() if k in decode_names})
-        roles = RolesConfig(**{k: v for k, v in values.items() if k in role_names})
-    except TypeError as exc:
-        raise ConfigError(str(exc)) from exc
-    return decode, roles
-
-
-def defaults(cls) -> dict[str, Any]:
-    return {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
-
-
-__all__ = ["DecodeConfig", "RolesConfig", "METHODS", "check_field_types", "load_config_file", "split_options", "replace", "defaults"]
+    return build(values, DecodeConfig, RolesConfig)

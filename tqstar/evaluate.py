@@ -15,7 +15,8 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option
+from .config import DecodeConfig, RolesConfig
+from .options import at_least, check_field_types, coerce, option
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 
@@ -138,44 +139,31 @@ def _parse_method(text: str, config: EvalConfig) -> MethodSpec:
     if clash:
         raise ConfigError(f"Method {text!r} sets {', '.join(clash)}, which is one per run so that methods are "
                           f"compared on the same models and reward. Use --{clash[0].replace('_', '-')} instead.")
-    decode_names = {f.name for f in fields(DecodeConfig)}
-    role_names = {f.name for f in fields(RolesConfig)}
+    decode_names, role_names = {f.name for f in fields(DecodeConfig)}, {f.name for f in fields(RolesConfig)}
     unknown = sorted(set(options) - decode_names - role_names)
     if unknown:
         raise ConfigError(f"Method {text!r}: unknown option(s) {', '.join(unknown)}. Use DecodeConfig options "
                           "(see 'tqstar generate --help'), baseline, baseline_reward or label.")
     try:
-        decode = DecodeConfig(method=name, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
-                              seed=config.seed, **{k: v for k, v in options.items() if k in decode_names})
-    except TypeError as exc:
-        raise ConfigError(f"Method {text!r}: {exc}") from exc
+        typed = {k: coerce(DecodeConfig if k in decode_names else RolesConfig, k, v) for k, v in options.items()}
+    except ConfigError as exc:
+        raise ConfigError(f"Method {text!r}: {exc}") from None
+    decode = DecodeConfig(method=name, max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                          seed=config.seed, **{k: v for k, v in typed.items() if k in decode_names})
     roles = RolesConfig(**{**{k: getattr(config, k) for k in RUN_WIDE}, "baseline": config.baseline,
-                           **{k: v for k, v in options.items() if k in role_names}})
+                           **{k: v for k, v in typed.items() if k in role_names}})
     return MethodSpec(label, decode, roles)
 
 
-def _parse_options(text: str, whole: str) -> dict:
+def _parse_options(text: str, whole: str) -> dict[str, str]:
+    """``key=value,...`` as written (values stay text until their option is known)."""
     options = {}
     for item in filter(None, (part.strip() for part in text.split(","))):
         key, sep, value = item.partition("=")
         if not sep or not key:
             raise ConfigError(f"Method {whole!r}: option {item!r} is not key=value. Write e.g. 'tq-direct:top_k=5'.")
-        options[key.strip().replace("-", "_")] = _parse_value(value.strip())
+        options[key.strip().replace("-", "_")] = value.strip()
     return options
-
-
-def _parse_value(text: str):
-    lowered = text.lower()
-    if lowered in ("true", "false"):
-        return lowered == "true"
-    if lowered in ("none", "null", "eos"):
-        return None
-    for kind in (int, float):
-        try:
-            return kind(text)
-        except ValueError:
-            pass
-    return text
 
 
 def _suffix(options: dict) -> str:
@@ -194,11 +182,15 @@ def _expand_sweep(text: str, specs: list[MethodSpec]) -> list[MethodSpec]:
         raise ConfigError(f"Sweep {text!r}: {option_name!r} is not a decoding option. See 'tqstar generate --help'.")
     base.sweep = {"of": label, "option": option_name, "value": getattr(base.decode, option_name)}
     points = []
-    for value in map(_parse_value, values.split(",")):
+    for written in (v.strip() for v in values.split(",")):
+        try:
+            value = coerce(DecodeConfig, option_name, written)
+        except ConfigError as exc:
+            raise ConfigError(f"Sweep {text!r}: {exc}") from None
         if value == getattr(base.decode, option_name):
             continue  # the method itself is this point
         decode = replace(base.decode, **{option_name: value})
-        points.append(MethodSpec(f"{label}[{option_name}={value}]", decode, base.roles,
+        points.append(MethodSpec(f"{label}[{option_name}={written}]", decode, base.roles,
                                  {"of": label, "option": option_name, "value": value}))
     return points
 

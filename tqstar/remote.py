@@ -32,19 +32,16 @@ from urllib.parse import parse_qsl, urlsplit
 
 import torch
 
-from .errors import ModelLoadError
+from .errors import ConfigError, ModelLoadError, RemoteModelError
 from .hf import HFLanguageModel, _vocab_fingerprint
 from .lm import Continuation, per_prefix
+from .options import coerce
 
 PREFIX = "openai:"
 API_KEY_ENV = "TQSTAR_REMOTE_API_KEY"
 #: Answers worth retrying: rate limiting and server-side failures.
 TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 TOKEN_ID = "token_id:"
-
-
-class RemoteModelError(ModelLoadError):
-    """A remote endpoint cannot be reached, refuses a request, or answers without what tqstar needs."""
 
 
 @dataclass(frozen=True)
@@ -82,25 +79,16 @@ class RemoteSpec:
                                  "(options after '?', e.g. #MODEL?tokenizer=smollm2).")
         url, _, rest = spec[len(PREFIX):].partition("#")
         model, _, query = rest.partition("?")
-        types = {f.name: f.type for f in fields(cls)}
+        known = [f.name for f in fields(cls) if f.name not in ("url", "model")]
         options = {}
         for key, value in parse_qsl(query, keep_blank_values=True):
-            if key in ("url", "model") or key not in types:
-                known = ", ".join(k for k in types if k not in ("url", "model"))
-                raise ModelLoadError(f"Unknown remote option {key!r} in {spec!r}. Known options: {known}.")
-            options[key] = _convert(key, value, str(types[key]))
+            if key not in known:
+                raise ModelLoadError(f"Unknown remote option {key!r} in {spec!r}. Known options: {', '.join(known)}.")
+            try:
+                options[key] = coerce(cls, key, value)
+            except ConfigError as exc:
+                raise ModelLoadError(f"Remote option {exc}") from None
         return cls(url.rstrip("/"), model, **options)
-
-
-def _convert(key: str, value: str, annotation: str):
-    try:
-        if annotation.startswith("int"):
-            return int(value)
-        if annotation.startswith("float"):
-            return float(value)
-    except ValueError:
-        raise ModelLoadError(f"Remote option {key}={value!r} must be a number.") from None
-    return value
 
 
 class _Client:

