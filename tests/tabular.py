@@ -11,7 +11,7 @@ from itertools import product
 
 import torch
 
-from tqstar.lm import Continuation, per_prefix
+from tqstar.models import Continuation, per_prefix
 
 EOS, LETTERS, MAX_TOKENS = 0, "abc", 4
 VOCAB = 1 + len(LETTERS)
@@ -35,7 +35,9 @@ def text(tokens) -> str:
 class TabularLM:
     """A complete ``LanguageModel``: next-token probabilities looked up in a table keyed by prefix."""
 
+    name = "tabular-abc"
     vocabulary = "tabular-abc"
+    forward_tokens = 0
     eos_token_ids = frozenset({EOS})
     max_length = 64
 

@@ -4,8 +4,7 @@ import pytest
 import torch
 
 from tqstar.errors import ModelLoadError
-from tqstar.hf import HFLanguageModel
-from tqstar.models import load_language_model
+from tqstar.models import HFLanguageModel, load_language_model
 
 
 @pytest.fixture(scope="module")

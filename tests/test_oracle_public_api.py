@@ -11,7 +11,7 @@ from test_oracle import BETA, R, R_BL, REFERENCE, baseline_reward, exact_table, 
 from tqstar import DecodeConfig, GenerationResult, Roles, build_decoder, generate
 from tqstar.config import METHODS
 from tqstar.errors import ConfigError
-from tqstar.lm import Continuation
+from tqstar.models import Continuation
 from tqstar.metrics import KL_BEST_OF_N, KL_STEPWISE, best_of_n_kl, response_kls
 
 STATES = [(), (1,), (2, 3)]
@@ -23,6 +23,7 @@ class UserLM:
     next-token probabilities from a function of the state, sampled token by token."""
 
     vocabulary, eos_token_ids, max_length, name = "user-abc", frozenset({EOS}), 64, "user"
+    forward_tokens = 0
 
     def __init__(self, probabilities):
         self.probabilities = probabilities  # state tuple -> (V,) float64 tensor

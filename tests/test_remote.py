@@ -14,8 +14,7 @@ import torch
 from tqstar.api import Roles, build_decoder
 from tqstar.config import DecodeConfig
 from tqstar.errors import ConfigError, ModelLoadError, RemoteModelError
-from tqstar.models import load_language_model
-from tqstar.remote import RemoteSpec
+from tqstar.models import RemoteSpec, load_language_model, load_remote_model
 from tqstar.rewards import CallableReward, load_reward
 from tqstar.serve import ServeConfig, serve_in_thread
 from tqstar.serve_app import create_app
@@ -217,8 +216,6 @@ def proxy(server):
 
 
 def through(proxy, baseline_dir, retries=3):
-    from tqstar.remote import load_remote_model
-
     model = load_remote_model(f"openai:{proxy.url}#{baseline_dir}?retries={retries}")
     proxy.models.append(model)
     return model

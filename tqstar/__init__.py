@@ -15,8 +15,8 @@ _EXPORTS = {
     "RolesConfig": "tqstar.config:RolesConfig",
     "GenerationResult": "tqstar.decoder:GenerationResult",
     "ValueGuidedDecoder": "tqstar.decoder:ValueGuidedDecoder",
-    "LanguageModel": "tqstar.lm:LanguageModel",
-    "load_language_model": "tqstar.models:load_language_model",
+    "LanguageModel": "tqstar.models.protocol:LanguageModel",
+    "load_language_model": "tqstar.models.loader:load_language_model",
     "Reward": "tqstar.rewards:Reward",
     "load_reward": "tqstar.rewards:load_reward",
 }

@@ -84,7 +84,7 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dic
     from datasets import Dataset
     from peft import LoraConfig
 
-    from .models import resolve_device
+    from .models.spec import resolve_device
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -126,7 +126,7 @@ def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
 
 def run_align(config: AlignConfig, progress: bool = True) -> dict:
     """The whole recipe; returns the metadata it writes to ``output/metadata.json``."""
-    from .models import load_language_model
+    from .models.loader import load_language_model
     from .prompts import load_prompts
     from .rewards import load_reward
 

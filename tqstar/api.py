@@ -7,12 +7,13 @@ from typing import Sequence
 
 import torch
 
-from .baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapter_metadata, same_model, shipped_adapter_path
 from .config import AUTHORS_BETA, DecodeConfig, RolesConfig
 from .decoder import DecodingSettings, GenerationResult, SamplingDecoder, ValueGuidedDecoder
 from .errors import ConfigError
-from .lm import LanguageModel
-from .models import EMBEDDED_NAMES, load_language_model
+from .models.baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapter_metadata, shipped_adapter_path
+from .models.loader import load_language_model
+from .models.protocol import LanguageModel
+from .models.spec import EMBEDDED_NAMES, same_model
 from .rewards import Reward, load_reward
 from .values import IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue
 

@@ -14,7 +14,7 @@ from typing import Callable, Protocol, Sequence
 import torch
 
 from .errors import ConfigError
-from .lm import LanguageModel, check_prompt, require_shared_vocabulary
+from .models.protocol import LanguageModel, check_prompt, require_shared_vocabulary
 from .rewards import Reward, checked_scores
 from .values import ValueEstimate, ValueEstimator, ValueQuery
 

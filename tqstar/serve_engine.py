@@ -21,7 +21,7 @@ import torch
 from .api import Roles, build_decoder
 from .decoder import ValueGuidedDecoder
 from .errors import PromptError, RemoteModelError, TQStarError
-from .lm import check_prompt
+from .models.protocol import check_prompt
 from .serve_protocol import ApiError, MethodRequest, RawRequest
 
 #: Rows of per-position log-probs computed at once for a raw completion.

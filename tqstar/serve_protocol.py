@@ -7,7 +7,7 @@ Two kinds of model are served:
   query, then from extra request fields (the openai client's ``extra_body``);
 * a **raw model** (the reference or the baseline, by role or by spec) answers plain completions the way
   vLLM does: token-id prompts, ``n`` samples, per-token ``logprobs``, ``echo`` and
-  ``return_tokens_as_token_ids``, which is what ``tqstar.remote`` asks of a baseline server.
+  ``return_tokens_as_token_ids``, which is what ``tqstar.models.remote`` asks of a baseline server.
 
 Status codes: 400 malformed or unknown fields, 401 API key, 404 unknown model, 413 body too large,
 422 out-of-range values, 429 queue full, 502 a remote model behind the server failed, 503 the model

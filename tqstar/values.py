@@ -20,7 +20,7 @@ import torch
 
 from .config import require_weighted_rollouts
 from .errors import ConfigError
-from .lm import LanguageModel, require_shared_vocabulary
+from .models.protocol import LanguageModel, require_shared_vocabulary
 from .rewards import Reward, checked_scores
 
 

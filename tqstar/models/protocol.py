@@ -2,18 +2,20 @@
 
 A backend implements three batched model calls (``next_token_logprobs``, ``sample_continuations``,
 ``continuation_logprobs``) and three tokenizer calls. Caching and batching live behind them: the
-decoders never see a KV cache. ``tqstar.hf.HFLanguageModel`` is the transformers backend; the tabular
-model in ``tests/tabular.py`` is a complete implementation to copy from.
+decoders never see a KV cache. ``tqstar.models.HFLanguageModel`` is the transformers backend; the tabular
+model in ``tests/tabular.py`` is a complete implementation to copy from. This module is the bottom of the
+models wing and imports no torch at run time, so the protocol stays cheap to import.
 """
 
 from __future__ import annotations
 
 from dataclasses import dataclass
-from typing import Protocol, Sequence, runtime_checkable
+from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
-import torch
+from ..errors import PromptError, VocabularyMismatchError
 
-from .errors import PromptError, VocabularyMismatchError
+if TYPE_CHECKING:
+    import torch
 
 
 @dataclass(frozen=True)
@@ -40,14 +42,22 @@ class Continuation:
 
 @runtime_checkable
 class LanguageModel(Protocol):
-    """A causal language model, batch-first: lists in, lists of the same length out."""
+    """A causal language model, batch-first: lists in, lists of the same length out.
 
+    Optional: ``max_candidates: int``, the most next tokens the model can rank (a remote model returns only
+    its top log-probs); read it with ``max_candidates(model)``.
+    """
+
+    #: A readable name, used in messages and traces.
+    name: str
     #: Identifies the token ids: two models with equal ``vocabulary`` share ids and may exchange them.
     vocabulary: str
     #: Token ids that end a response.
     eos_token_ids: frozenset[int]
     #: Longest prefix plus continuation the model accepts, in tokens.
     max_length: int
+    #: Tokens run through the model so far (the decoders' compute counter); a model may keep it at 0.
+    forward_tokens: int
 
     def encode_prompt(self, prompt: str) -> list[int]:
         """Token ids of a user prompt ready for the response to follow (chat template applied)."""
@@ -90,6 +100,16 @@ class LanguageModel(Protocol):
         continuations: Sequence[Sequence[Sequence[int]]],
     ) -> list[list[float]]:
         """``log ρ(c | prefix)`` for every continuation ``c`` in ``continuations[b]`` of ``prefixes[b]``."""
+
+
+def max_candidates(model: LanguageModel) -> int | None:
+    """The most next tokens ``model`` can rank, or None when it ranks its whole vocabulary."""
+    return getattr(model, "max_candidates", None)
+
+
+def forward_tokens(model: LanguageModel) -> int:
+    """The model's forward-token counter (0 for a model that does not count)."""
+    return getattr(model, "forward_tokens", 0)
 
 
 def require_shared_vocabulary(first: LanguageModel, second: LanguageModel, why: str) -> None:

@@ -9,7 +9,7 @@ Specs, in the order they are tried:
 * a directory holding a PEFT adapter (``adapter_config.json``), loaded on top of its base model;
 * a directory holding a transformers model (``config.json``);
 * ``openai:http://HOST:PORT/v1#MODEL``: a model served by an OpenAI-compatible completions endpoint
-  (vLLM, ``tqstar serve``), with a local tokenizer (``tqstar.remote``);
+  (vLLM, ``tqstar serve``), with a local tokenizer (``tqstar.models.remote``);
 * any other string is taken as a Hugging Face hub id (needs the network, or a filled HF cache).
 
 Loaded models are memoised per (spec, device, dtype), so that one model serving as reference and
@@ -25,10 +25,13 @@ import os
 import warnings
 from pathlib import Path
 
-from .errors import ModelLoadError
-from .lm import LanguageModel
+from ..errors import ModelLoadError
+from .baselines import adapter_dir, shipped_adapter_path
+from .hf import HFLanguageModel
+from .protocol import LanguageModel
+from .remote import RemoteLanguageModel
+from .spec import EMBEDDED_NAMES, RemoteSpec, is_remote, resolve_device, resolve_dtype
 
-EMBEDDED_NAMES = ("smollm2", "embedded")
 EMBEDDED_GGUF = "SmolLM2-135M-Instruct.Q4_1.gguf"
 
 _loaded: dict[tuple, LanguageModel] = {}
@@ -47,35 +50,10 @@ def load_language_model(spec, device: str | None = None, dtype: str | None = Non
     return _loaded[key]
 
 
-def resolve_device(device: str | None) -> str:
-    import torch
-
-    if device in (None, "auto"):
-        return "cuda" if torch.cuda.is_available() else "cpu"
-    if device.startswith("cuda") and not torch.cuda.is_available():
-        raise ModelLoadError(f"Device {device!r} was asked for but CUDA is not available. Use --device cpu.")
-    return device
-
-
-def resolve_dtype(dtype: str | None, device: str):
-    import torch
-
-    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
-    if dtype in (None, "auto"):
-        return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if dtype not in names:
-        raise ModelLoadError(f"Unknown dtype {dtype!r}. Use one of: auto, {', '.join(names)}.")
-    return names[dtype]
-
-
 def _load(spec: str, device: str | None, dtype: str | None) -> LanguageModel:
-    if spec.startswith("openai:"):
-        from .remote import load_remote_model
-
+    if is_remote(spec):
         return load_remote_model(spec, device, dtype)
     from transformers.utils import logging as transformers_logging
-
-    from .hf import HFLanguageModel
 
     transformers_logging.disable_progress_bar()  # per-tensor loading bars drown the CLI's own output
 
@@ -86,8 +64,6 @@ def _load(spec: str, device: str | None, dtype: str | None) -> LanguageModel:
 
 
 def _load_transformers(spec: str, torch_dtype):
-    from .baselines import shipped_adapter_path
-
     if spec in EMBEDDED_NAMES:
         return _load_gguf(embedded_gguf_path(), torch_dtype)
     adapter = shipped_adapter_path(spec)
@@ -203,3 +179,36 @@ def _load_adapter(path: Path, torch_dtype):
     except Exception as exc:
         raise ModelLoadError(f"Could not apply the adapter in {path} to {base_spec!r}: {exc}") from exc
     return model, tokenizer
+
+
+def load_remote_model(spec: str, device: str | None = None, dtype: str | None = None) -> RemoteLanguageModel:
+    """Connect to a remote model; its tokenizer comes from the local spec ``tokenizer`` (default: MODEL)."""
+    remote = RemoteSpec.parse(spec)
+    tokenizer, eos = local_tokenizer(remote.tokenizer or remote.model, device, dtype)
+    return RemoteLanguageModel(remote, tokenizer, eos)
+
+
+def local_tokenizer(spec: str, device: str | None = None, dtype: str | None = None):
+    """The tokenizer and EOS ids of a local model spec, without loading large weights where avoidable."""
+    adapter = adapter_dir(spec)
+    if adapter is not None:  # an adapter keeps its base model's tokenizer
+        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
+        return local_tokenizer(str(base), device, dtype)
+    if spec in EMBEDDED_NAMES or spec.endswith(".gguf"):  # the tokenizer lives inside the GGUF file
+        model = load_language_model(spec, device, dtype)
+        return model.tokenizer, model.eos_token_ids
+    from transformers import AutoTokenizer, GenerationConfig
+
+    try:
+        tokenizer = AutoTokenizer.from_pretrained(spec)
+    except (OSError, ValueError) as exc:
+        raise ModelLoadError(
+            f"No local tokenizer for {spec!r} ({exc}). Name one in the remote spec with ?tokenizer=SPEC "
+            "(smollm2, a model directory or a hub id of the served model's family).") from exc
+    eos = {tokenizer.eos_token_id}
+    try:
+        found = GenerationConfig.from_pretrained(spec).eos_token_id
+        eos.update(found if isinstance(found, list) else [found])
+    except (OSError, ValueError):
+        pass  # no generation_config.json: the tokenizer's EOS is the only one
+    return tokenizer, frozenset(i for i in eos if i is not None)

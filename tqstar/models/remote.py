@@ -20,170 +20,36 @@ How the protocol's calls map to requests (the requests of one call run concurren
 
 from __future__ import annotations
 
-import json
 import math
 import os
-import random
 import time
-from concurrent.futures import ThreadPoolExecutor
-from dataclasses import dataclass, fields
 from typing import Sequence
-from urllib.parse import parse_qsl, urlsplit
 
 import torch
 
-from .errors import ConfigError, ModelLoadError, RemoteModelError
-from .hf import HFLanguageModel, _vocab_fingerprint
-from .lm import Continuation, per_prefix
-from .options import coerce
+from ..errors import RemoteModelError
+from .http import HttpClient
+from .protocol import Continuation, per_prefix
+from .spec import REMOTE_PREFIX, RemoteSpec
+from .tokenizer import ChatTokenizer
 
-PREFIX = "openai:"
 API_KEY_ENV = "TQSTAR_REMOTE_API_KEY"
-#: Answers worth retrying: rate limiting and server-side failures.
-TRANSIENT_STATUS = frozenset({408, 429, 500, 502, 503, 504})
 TOKEN_ID = "token_id:"
 
 
-@dataclass(frozen=True)
-class RemoteSpec:
-    """Where the remote model lives and how to talk to it."""
-
-    url: str  # base URL of the OpenAI-compatible API, e.g. http://127.0.0.1:8000/v1
-    model: str  # the served model name (the request's "model" field)
-    tokenizer: str | None = None  # local model spec whose tokenizer maps text ↔ ids; default: model
-    top_logprobs: int = 20  # L: log-probs asked per next-token query (vLLM's default --max-logprobs)
-    concurrency: int = 16  # requests in flight at once
-    timeout: float = 120.0  # seconds per request
-    retries: int = 4  # extra attempts on connect errors, timeouts, 429 and 5xx
-    max_length: int | None = None  # context length; default: the server's max_model_len
-
-    def __post_init__(self):
-        parts = urlsplit(self.url)
-        if parts.scheme not in ("http", "https") or not parts.netloc:
-            raise ModelLoadError(f"Remote model URL {self.url!r} is not an http(s) URL. "
-                                 "Write openai:http://HOST:PORT/v1#MODEL.")
-        if not self.model:
-            raise ModelLoadError(f"Remote spec for {self.url} names no model. Write openai:{self.url}#MODEL.")
-        for name, lowest in (("top_logprobs", 1), ("concurrency", 1), ("retries", 0), ("max_length", 2)):
-            value = getattr(self, name)
-            if value is not None and value < lowest:
-                raise ModelLoadError(f"Remote option {name}={value} must be ≥ {lowest}.")
-        if not self.timeout > 0:
-            raise ModelLoadError(f"Remote option timeout={self.timeout} must be > 0 seconds.")
-
-    @classmethod
-    def parse(cls, spec: str) -> "RemoteSpec":
-        """``openai:URL#MODEL?option=value&...`` → a spec, refusing unknown options."""
-        if not spec.startswith(PREFIX) or "#" not in spec:
-            raise ModelLoadError(f"Remote model spec {spec!r} needs the form openai:http://HOST:PORT/v1#MODEL "
-                                 "(options after '?', e.g. #MODEL?tokenizer=smollm2).")
-        url, _, rest = spec[len(PREFIX):].partition("#")
-        model, _, query = rest.partition("?")
-        known = [f.name for f in fields(cls) if f.name not in ("url", "model")]
-        options = {}
-        for key, value in parse_qsl(query, keep_blank_values=True):
-            if key not in known:
-                raise ModelLoadError(f"Unknown remote option {key!r} in {spec!r}. Known options: {', '.join(known)}.")
-            try:
-                options[key] = coerce(cls, key, value)
-            except ConfigError as exc:
-                raise ModelLoadError(f"Remote option {exc}") from None
-        return cls(url.rstrip("/"), model, **options)
-
-
-class _Client:
-    """JSON over HTTP with retries, backoff and a pool for concurrent requests."""
-
-    def __init__(self, spec: RemoteSpec):
-        import httpx
-
-        self.spec, self.httpx = spec, httpx
-        key = os.environ.get(API_KEY_ENV)
-        headers = {"Authorization": f"Bearer {key}"} if key else {}
-        limits = httpx.Limits(max_connections=spec.concurrency, max_keepalive_connections=spec.concurrency)
-        self.http = httpx.Client(base_url=spec.url + "/", timeout=spec.timeout, headers=headers, limits=limits)
-        self.pool = ThreadPoolExecutor(spec.concurrency, thread_name_prefix="tqstar-remote")
-
-    def close(self) -> None:
-        self.pool.shutdown(wait=True)
-        self.http.close()
-
-    def get(self, path: str) -> dict:
-        return self._request("GET", path, None)
-
-    def post_all(self, path: str, bodies: Sequence[dict]) -> list[dict]:
-        """POST every body concurrently; answers in the order of ``bodies``."""
-        if len(bodies) == 1:
-            return [self._request("POST", path, bodies[0])]
-        return list(self.pool.map(lambda body: self._request("POST", path, body), bodies))
-
-    def _request(self, method: str, path: str, body: dict | None) -> dict:
-        failure = ""
-        for attempt in range(self.spec.retries + 1):
-            if attempt:
-                time.sleep(wait)
-            try:
-                response = self.http.request(method, path, json=body)
-            except self.httpx.TransportError as exc:  # refused or dropped connection, timeout
-                failure, wait = f"{type(exc).__name__}: {exc}", _backoff(attempt)
-                continue
-            if response.is_success:  # 2xx only: a redirect or a 1xx carries no answer
-                return _json(response, self.spec)
-            failure = f"HTTP {response.status_code}: {_error_message(response)}"
-            if response.status_code not in TRANSIENT_STATUS:
-                raise RemoteModelError(f"{self.spec.url}/{path} refused the request ({failure}).")
-            wait = _retry_after(response)
-            wait = _backoff(attempt) if wait is None else wait
-        raise RemoteModelError(
-            f"{self.spec.url}/{path} failed after {self.spec.retries + 1} attempt(s) ({failure}). Check that the "
-            "server is running and reachable, or raise ?timeout= / ?retries= in the model spec.")
-
-
-def _backoff(attempt: int) -> float:
-    return min(8.0, 0.25 * 2 ** attempt) * random.uniform(0.75, 1.25)  # jitter spreads concurrent retries
-
-
-def _retry_after(response) -> float | None:
-    try:
-        return min(30.0, max(0.0, float(response.headers.get("retry-after", ""))))
-    except ValueError:
-        return None
-
-
-def _json(response, spec: RemoteSpec) -> dict:
-    try:
-        answer = response.json()
-    except ValueError:
-        answer = None
-    if not isinstance(answer, dict):
-        raise RemoteModelError(f"{spec.url} answered with something other than a JSON object: "
-                               f"{response.text[:200]!r}")
-    return answer
-
-
-def _error_message(response) -> str:
-    try:
-        error = response.json().get("error", {})
-        return str(error.get("message", error)) if isinstance(error, dict) else str(error)
-    except (ValueError, AttributeError):
-        return response.text[:200]
-
-
-class RemoteLanguageModel:
-    """A model served over HTTP behind the ``LanguageModel`` protocol, with a local tokenizer."""
-
-    # The text side is the transformers backend's, unchanged: same chat template, same ids.
-    encode_prompt = HFLanguageModel.encode_prompt
-    encode = HFLanguageModel.encode
-    decode = HFLanguageModel.decode
+class RemoteLanguageModel(ChatTokenizer):
+    """A model served over HTTP behind the ``LanguageModel`` protocol, with a local tokenizer (the text side
+    is the transformers backend's: same chat template, same ids)."""
 
     def __init__(self, spec: RemoteSpec, tokenizer, eos_token_ids: frozenset[int]):
-        self.spec, self.tokenizer = spec, tokenizer
-        self.name = f"{PREFIX}{spec.url}#{spec.model}"
-        self.use_chat_template = getattr(tokenizer, "chat_template", None) is not None
-        self.vocabulary = f"{type(tokenizer).__name__}:{len(tokenizer)}:{_vocab_fingerprint(tokenizer)}"
+        super().__init__(tokenizer)
+        self.spec = spec
+        self.name = f"{REMOTE_PREFIX}{spec.url}#{spec.model}"
         self.eos_token_ids = frozenset(eos_token_ids)
-        self.client = _Client(spec)
+        key = os.environ.get(API_KEY_ENV)
+        self.client = HttpClient(spec.url, headers={"Authorization": f"Bearer {key}"} if key else None,
+                                 timeout=spec.timeout, retries=spec.retries, concurrency=spec.concurrency,
+                                 hint=", or raise ?timeout= / ?retries= in the model spec")
         try:
             self.max_length = spec.max_length or self._served_context()
         except BaseException:
@@ -358,39 +224,3 @@ def _token_id(token: str, spec: RemoteSpec, vocabulary: int) -> int:
             f"{spec.url} returned token {token!r}, outside the local tokenizer's vocabulary (size {vocabulary}): "
             "the tokenizer does not match the served model. Name the served model's own with ?tokenizer=SPEC.")
     return int(digits)
-
-
-def load_remote_model(spec: str, device: str | None = None, dtype: str | None = None) -> RemoteLanguageModel:
-    """Connect to a remote model; its tokenizer comes from the local spec ``tokenizer`` (default: MODEL)."""
-    remote = RemoteSpec.parse(spec)
-    tokenizer, eos = local_tokenizer(remote.tokenizer or remote.model, device, dtype)
-    return RemoteLanguageModel(remote, tokenizer, eos)
-
-
-def local_tokenizer(spec: str, device: str | None = None, dtype: str | None = None):
-    """The tokenizer and EOS ids of a local model spec, without loading large weights where avoidable."""
-    from .baselines import adapter_dir
-    from .models import EMBEDDED_NAMES, load_language_model
-
-    adapter = adapter_dir(spec)
-    if adapter is not None:  # an adapter keeps its base model's tokenizer
-        base = json.loads((adapter / "adapter_config.json").read_text()).get("base_model_name_or_path")
-        return local_tokenizer(str(base), device, dtype)
-    if spec in EMBEDDED_NAMES or spec.endswith(".gguf"):  # the tokenizer lives inside the GGUF file
-        model = load_language_model(spec, device, dtype)
-        return model.tokenizer, model.eos_token_ids
-    from transformers import AutoTokenizer, GenerationConfig
-
-    try:
-        tokenizer = AutoTokenizer.from_pretrained(spec)
-    except (OSError, ValueError) as exc:
-        raise ModelLoadError(
-            f"No local tokenizer for {spec!r} ({exc}). Name one in the remote spec with ?tokenizer=SPEC "
-            "(smollm2, a model directory or a hub id of the served model's family).") from exc
-    eos = {tokenizer.eos_token_id}
-    try:
-        found = GenerationConfig.from_pretrained(spec).eos_token_id
-        eos.update(found if isinstance(found, list) else [found])
-    except (OSError, ValueError):
-        pass  # no generation_config.json: the tokenizer's EOS is the only one
-    return tokenizer, frozenset(i for i in eos if i is not None)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import json
 from pathlib import Path
 
-ADAPTER_DIR = Path(__file__).parent / "adapters"
+ADAPTER_DIR = Path(__file__).resolve().parents[1] / "adapters"  # package data beside the wings
 DEFAULT_BASELINE = "bl-helpful-harmless"  # the embedded reference's baseline for the default target reward
 
 
@@ -42,16 +42,3 @@ def adapter_metadata(path: Path) -> dict:
     """``metadata.json`` written by ``tqstar align`` (reference, reward, DPO beta, ...), or {}."""
     file = path / "metadata.json"
     return json.loads(file.read_text()) if file.is_file() else {}
-
-
-def same_model(a: str, b: str) -> bool:
-    """Whether two model specs name one model (embedded aliases and paths are normalised)."""
-    from .models import EMBEDDED_NAMES
-
-    def canonical(spec: str) -> str:
-        if spec in EMBEDDED_NAMES:
-            return EMBEDDED_NAMES[0]
-        path = Path(spec).expanduser()
-        return str(path.resolve()) if path.exists() else spec
-
-    return canonical(str(a)) == canonical(str(b))
