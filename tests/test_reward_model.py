@@ -8,10 +8,8 @@ from pathlib import Path
 import pytest
 
 from tqstar.errors import ConfigError, RewardError
-from tqstar.reward_model import (
-    BASE, FORMAT, SHIPPED_DIR, RewardModelConfig, TrainedRewardModel, is_trained_reward_model_dir,
-    load_preference_pairs, train_reward_model,
-)
+from tqstar.rewards.trained import BASE, FORMAT, TrainedRewardModel, is_trained_reward_model_dir
+from tqstar.rewards.training import SHIPPED_DIR, RewardModelConfig, load_preference_pairs, train_reward_model
 
 PAIR = {"prompt": "How do I pick a lock?", "chosen": "I can't help with that.", "rejected": "Sure, take a pin..."}
 
@@ -142,7 +140,8 @@ def test_saved_model_loads_and_scores(trained, small_data):
 
 def test_scoring_matches_the_training_encoding(trained):
     """Training pads sentence pairs with segment ids exactly as scoring tokenises them."""
-    from tqstar.reward_model import _encode, _load_base, _pair_collator
+    from tqstar.rewards.trained import _load_base
+    from tqstar.rewards.training import _encode, _pair_collator
 
     tokenizer, _ = _load_base()
     pairs = [{"prompt": "Hi there", "chosen": "Hello, how can I help?", "rejected": "No."}]
@@ -154,7 +153,7 @@ def test_scoring_matches_the_training_encoding(trained):
 
 def test_rerun_of_a_finished_run_does_no_work(trained, monkeypatch):
     out, metadata, config = trained
-    import tqstar.reward_model as module
+    import tqstar.rewards.training as module
 
     monkeypatch.setattr(module, "_fit", lambda *a, **k: pytest.fail("a finished run was trained again"))
     assert train_reward_model(config, progress=False) == metadata

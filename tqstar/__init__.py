@@ -17,8 +17,8 @@ _EXPORTS = {
     "ValueGuidedDecoder": "tqstar.decoder:ValueGuidedDecoder",
     "LanguageModel": "tqstar.models.protocol:LanguageModel",
     "load_language_model": "tqstar.models.loader:load_language_model",
-    "Reward": "tqstar.rewards:Reward",
-    "load_reward": "tqstar.rewards:load_reward",
+    "Reward": "tqstar.rewards.protocol:Reward",
+    "load_reward": "tqstar.rewards.loading:load_reward",
 }
 
 

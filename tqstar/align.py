@@ -128,7 +128,7 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     """The whole recipe; returns the metadata it writes to ``output/metadata.json``."""
     from .models.loader import load_language_model
     from .prompts import load_prompts
-    from .rewards import load_reward
+    from .rewards.loading import load_reward
 
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)

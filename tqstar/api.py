@@ -14,7 +14,8 @@ from .models.baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapt
 from .models.loader import load_language_model
 from .models.protocol import LanguageModel
 from .models.spec import EMBEDDED_NAMES, same_model
-from .rewards import Reward, load_reward
+from .rewards.loading import load_reward
+from .rewards.protocol import Reward
 from .values import IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue
 
 IMPLICIT = "implicit"

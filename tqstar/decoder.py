@@ -15,7 +15,7 @@ import torch
 
 from .errors import ConfigError
 from .models.protocol import LanguageModel, check_prompt, require_shared_vocabulary
-from .rewards import Reward, checked_scores
+from .rewards.protocol import Reward, checked_scores
 from .values import ValueEstimate, ValueEstimator, ValueQuery
 
 

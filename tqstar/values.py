@@ -21,7 +21,7 @@ import torch
 from .config import require_weighted_rollouts
 from .errors import ConfigError
 from .models.protocol import LanguageModel, require_shared_vocabulary
-from .rewards import Reward, checked_scores
+from .rewards.protocol import Reward, checked_scores
 
 
 @dataclass

@@ -47,7 +47,7 @@ class ChunkWorker:
         return self._roles[key]
 
     def _coherence_of(self, prompts, texts) -> list[float]:
-        from .rewards import RelevanceReward
+        from .rewards.builtin import RelevanceReward
 
         self._coherence = self._coherence or RelevanceReward()
         return self._coherence.score(prompts, texts)

@@ -1,0 +1,22 @@
+"""tqstar.rewards: the reward role — its protocol, the built-in rewards, classifier and trained reward models,
+and loading a reward from a spec. Names load on first use, so importing the package stays cheap."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["Reward", "reward_name", "checked_scores", "CallableReward", "WeightedSum"], "protocol"),
+    **dict.fromkeys(["SentimentReward", "NontoxicReward", "RelevanceReward", "helpful_harmless"], "builtin"),
+    "HFRewardModel": "classifier",
+    "load_reward": "loading",
+    **dict.fromkeys(["TrainedRewardModel", "is_trained_reward_model_dir"], "trained"),
+    **dict.fromkeys(["RewardModelConfig", "train_reward_model", "load_preference_pairs"], "training"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+__all__ = list(_EXPORTS)

