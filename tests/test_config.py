@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tqstar.config import AUTHORS_SETTINGS, DecodeConfig, split_options
+from tqstar.decoding import AUTHORS_SETTINGS, DecodeConfig, split_options
 from tqstar.options import load_config_file
 from tqstar.errors import ConfigError
 

@@ -6,8 +6,7 @@ import math
 import pytest
 import torch
 
-from tqstar.api import Roles, build_decoder
-from tqstar.config import DecodeConfig
+from tqstar.decoding import DecodeConfig, Roles, build_decoder
 from tqstar.errors import ConfigError, PromptError, RewardError, VocabularyMismatchError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward, load_reward
@@ -124,7 +123,7 @@ def test_bad_prompts_are_clear_errors(tiny, prompt, message):
 
 @pytest.mark.slow
 def test_tq_direct_on_embedded_smollm2_writes_a_consistent_trace(embedded, tmp_path):
-    from tqstar.decoder import write_trace
+    from tqstar.decoding import write_trace
 
     reward = load_reward("helpful_harmless")
     decoder = build_decoder(DecodeConfig(method="tq-direct", top_k=4, horizon=6, max_new_tokens=5),

@@ -7,7 +7,7 @@ from http.server import BaseHTTPRequestHandler, HTTPServer
 
 import pytest
 
-from tqstar.decoder import GenerationResult, StepTrace
+from tqstar.decoding import GenerationResult, StepTrace
 from tqstar.errors import ConfigError
 from tqstar.evaluate import EvalConfig, method_specs
 from tqstar.judge import judge_run, summarise_judgements

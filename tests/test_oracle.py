@@ -7,9 +7,9 @@ import pytest
 import torch
 
 from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, expectation, responses, text
-from tqstar.decoder import DecodingSettings, ValueGuidedDecoder
+from tqstar.decoding import DecodingSettings, ValueGuidedDecoder
 from tqstar.rewards import CallableReward
-from tqstar.values import (IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue,
+from tqstar.decoding import (IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue,
                            ValueEstimate, ValueQuery)
 
 BETA = 0.8
@@ -107,7 +107,8 @@ class FixedValue:
 
 
 def decoder(prior, estimator, alpha, top_k=VOCAB):
-    return ValueGuidedDecoder(prior, prior, estimator, DecodingSettings(top_k=top_k, alpha=alpha))
+    return ValueGuidedDecoder(proposal=prior, prior=prior, estimator=estimator,
+                              settings=DecodingSettings(top_k=top_k, alpha=alpha))
 
 
 @pytest.mark.parametrize("alpha", [0.0, 0.5, 2.0])

@@ -9,7 +9,7 @@ import torch
 from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, responses, text
 from test_oracle import BETA, R, R_BL, REFERENCE, baseline_reward, exact_table, q_star, target_reward
 from tqstar import DecodeConfig, GenerationResult, Roles, build_decoder, generate
-from tqstar.config import METHODS
+from tqstar.decoding import METHODS
 from tqstar.errors import ConfigError
 from tqstar.models import Continuation
 from tqstar.metrics import KL_BEST_OF_N, KL_STEPWISE, best_of_n_kl, response_kls

@@ -11,8 +11,7 @@ import openai
 import pytest
 import torch
 
-from tqstar.api import Roles, build_decoder
-from tqstar.config import DecodeConfig
+from tqstar.decoding import DecodeConfig, Roles, build_decoder
 from tqstar.errors import ConfigError, ModelLoadError, RemoteModelError
 from tqstar.models import RemoteSpec, load_language_model, load_remote_model
 from tqstar.rewards import CallableReward, load_reward

@@ -2,8 +2,7 @@
 
 import pytest
 
-from tqstar.api import Roles, baseline_spec_for, build_decoder
-from tqstar.config import DecodeConfig, RolesConfig
+from tqstar.decoding import DecodeConfig, Roles, RolesConfig, baseline_spec_for, build_decoder
 from tqstar.errors import ConfigError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward

@@ -12,8 +12,7 @@ import httpx
 import openai
 import pytest
 
-from tqstar.api import Roles, build_decoder
-from tqstar.config import DecodeConfig
+from tqstar.decoding import DecodeConfig, Roles, build_decoder
 from tqstar.errors import ConfigError
 from tqstar.loadtest import first_line
 from tqstar.models import load_language_model

@@ -14,9 +14,17 @@ import statistics
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-from .options import at_least, check_field_types, option, positive
+import torch
+from tqdm import tqdm
+
+from .decoding.decoder import SamplingDecoder
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
+from .models.loader import load_language_model
+from .models.spec import resolve_device
+from .options import at_least, check_field_types, option, positive
+from .prompts import load_prompts
+from .rewards.loading import load_reward
 
 
 @dataclass
@@ -57,15 +65,13 @@ class AlignConfig:
 
 def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress: bool = True) -> list[dict]:
     """Sample, score and pair responses; prompts already in ``pairs.jsonl`` are not redone."""
-    from .decoder import SamplingDecoder
-    import torch
-
     path = Path(config.output) / "pairs.jsonl"
     done = read_jsonl(path)
     rewrite_jsonl(path, done)  # drops a last line cut short by a kill, before anything is appended
     seen = {record["prompt"] for record in done}
     todo = [p for p in prompts if p not in seen]
-    sampler = SamplingDecoder(model, config.temperature, config.max_new_tokens, "sample", reward,
+    sampler = SamplingDecoder(model=model, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+                              method="sample", reward=reward,
                               generator=torch.Generator().manual_seed(config.seed + len(done)))
     for prompt in _progress(todo, progress, "sampling pairs"):
         results = sampler.generate([prompt] * config.samples_per_prompt)
@@ -84,7 +90,6 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dic
     from datasets import Dataset
     from peft import LoraConfig
 
-    from .models.spec import resolve_device
     from transformers import AutoModelForCausalLM, AutoTokenizer
     from trl import DPOConfig, DPOTrainer
 
@@ -116,9 +121,9 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict]) -> dic
 
 def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
     """Mean and spread of the reward of greedy responses."""
-    from .decoder import SamplingDecoder
-
-    results = SamplingDecoder(model, 0.0, max_new_tokens, "greedy", reward).generate(prompts)
+    decoder = SamplingDecoder(model=model, temperature=0.0, max_new_tokens=max_new_tokens, method="greedy",
+                              reward=reward)
+    results = decoder.generate(prompts)
     scores = [r.reward for r in results]
     return {"mean": statistics.fmean(scores), "stdev": statistics.stdev(scores) if len(scores) > 1 else 0.0,
             "n": len(scores)}
@@ -126,9 +131,6 @@ def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
 
 def run_align(config: AlignConfig, progress: bool = True) -> dict:
     """The whole recipe; returns the metadata it writes to ``output/metadata.json``."""
-    from .models.loader import load_language_model
-    from .prompts import load_prompts
-    from .rewards.loading import load_reward
 
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
@@ -214,7 +216,5 @@ def _plot_curves(curves: dict, out: Path) -> None:
 def _progress(items, enabled: bool, desc: str):
     if not enabled:
         return items
-    from tqdm import tqdm
-
     return tqdm(items, desc=desc)
 

@@ -14,7 +14,9 @@ from dataclasses import dataclass
 
 import torch
 
-from .config import DecodeConfig, RolesConfig
+from .decoding.build import build_decoder
+from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.roles import Roles
 from .options import at_least, check_field_types, option
 from .errors import ConfigError
 
@@ -52,8 +54,6 @@ class BenchConfig:
 
 def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     """Time our decoder and the authors' approach on the same rollout model, at 1 and ``batch`` prompts."""
-    from .api import Roles, build_decoder
-
     if bench.threads:
         torch.set_num_threads(bench.threads)
     roles = Roles.load(roles_config)

@@ -7,11 +7,12 @@ import json
 import sys
 from dataclasses import replace
 
-from .config import DecodeConfig, RolesConfig
+from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.methods import METHOD_TABLE
 from .errors import TQStarError
 from .options import add_flags, from_args, load_config_file
 
-COMPARE_METHODS = ("greedy", "args", "cd", "tq-direct")
+COMPARE = tuple(m.name for m in METHOD_TABLE if m.compare)
 
 DESCRIPTION = """\
 Transfer Q* decoding: at each step take the proposal model's top-k next tokens, estimate each
@@ -36,7 +37,7 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("prompts", nargs="+", metavar="PROMPT", help="Prompt text (several allowed).")
     gen.add_argument("--config", metavar="FILE", help="JSON or TOML file of options; flags override it.")
     gen.add_argument("--compare", action="store_true",
-                     help=f"Run {', '.join(COMPARE_METHODS)} side by side and print reward and time.")
+                     help=f"Run {', '.join(COMPARE)} side by side and print reward and time.")
     gen.add_argument("--trace", metavar="FILE", help="Write the per-token audit trace as JSON Lines.")
     gen.add_argument("--json", action="store_true", help="Print results as JSON Lines.")
     gen.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -92,15 +93,16 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args) -> int:
-    from .api import Roles, build_decoder
-    from .decoder import write_trace
+    from .decoding.build import build_decoder
+    from .decoding.decoder import write_trace
+    from .decoding.roles import Roles
 
     config, roles_config = from_args(args, DecodeConfig, RolesConfig, base=_config_file(args))
     roles = Roles.load(roles_config)
-    methods = COMPARE_METHODS if args.compare else (config.method,)
+    methods = COMPARE if args.compare else (config.method,)
     all_results = []
     for method in methods:
-        decoder = build_decoder(_with_method(config, method), roles, progress=not args.quiet)
+        decoder = build_decoder(replace(config, method=method), roles, progress=not args.quiet)
         results = decoder.generate(args.prompts)
         all_results.extend(results)
         if not args.compare:
@@ -142,10 +144,6 @@ def _report(args) -> int:
 
 def _config_file(args) -> dict:
     return load_config_file(args.config) if args.config else {}
-
-
-def _with_method(config: DecodeConfig, method: str) -> DecodeConfig:
-    return config if config.method == method else replace(config, method=method)
 
 
 def _print_results(results, as_json: bool) -> None:

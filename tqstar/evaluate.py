@@ -15,7 +15,7 @@ from dataclasses import asdict, dataclass, fields, replace
 from pathlib import Path
 from typing import Any, Iterable
 
-from .config import DecodeConfig, RolesConfig
+from .decoding.config import DecodeConfig, RolesConfig
 from .options import at_least, check_field_types, coerce, option
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl

@@ -10,6 +10,7 @@ import re
 import time
 from pathlib import Path
 
+from .decoding.methods import method_of
 from .errors import ConfigError
 from .evaluate import EvalConfig, MethodSpec, read_records
 from .jsonl import append_jsonl, read_jsonl
@@ -41,7 +42,8 @@ def judge_run(config: EvalConfig, specs: list[MethodSpec]) -> Path:
     run_dir = Path(config.output)
     key = os.environ.get(config.judge_key_env, "")
     labels = [s.label for s in specs]
-    against = config.judge_against or next((s.label for s in specs if s.decode.method.startswith("tq")), labels[0])
+    against = config.judge_against or next((s.label for s in specs if method_of(s.decode.method).transfer),
+                                           labels[0])
     if against not in labels:
         raise ConfigError(f"--judge-against {against!r} is not one of the methods: {', '.join(labels)}.")
     responses: dict[str, dict[int, dict]] = {}

@@ -8,7 +8,10 @@ import random
 from dataclasses import dataclass
 from typing import Sequence
 
-from .decoder import GenerationResult
+import torch
+
+from .decoding.methods import KL, method_of
+from .decoding.protocol import GenerationResult
 
 BOOTSTRAP_SAMPLES = 1000
 TIE_TOLERANCE = 1e-6  # rewards closer than this are a tie (identical responses score identically)
@@ -41,20 +44,22 @@ def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[li
     emitted) and sample. Wherever ``π_t`` and ``ρ_ref,t`` share a vocabulary the sum over the visited
     states is exact; Best-of-N gets its analytic bound; a model with another vocabulary the path log-ratio.
     """
-    if decode.method == "best-of-n":
+    method = method_of(decode.method)
+    if method.kl is KL.BEST_OF_N:
         return [best_of_n_kl(decode.best_of)] * len(results), KL_BEST_OF_N
     reference = roles.reference
-    if decode.method in ("greedy", "sample"):
-        model = roles.baseline if decode.proposal == "baseline" else reference
-        temperature = decode.selection_temperature if decode.method == "sample" else 1.0
+    proposal_role, prior_role = method.roles(decode)
+    if method.kl is KL.SAMPLER:
+        model = roles.model(proposal_role)
+        temperature = decode.selection_temperature if method.samples else 1.0
         if model.vocabulary != reference.vocabulary:
             own = _path_logprobs(model, results, temperature)
             return [lp - _text_logprob(reference, r, model) for lp, r in zip(own, results)], KL_PATH
         return _sampling_kls(model, reference, results, temperature), KL_STEPWISE
-    proposal = roles.baseline if decode.method == "soft" or decode.proposal == "baseline" else reference
+    proposal = roles.model(proposal_role)
     if proposal.vocabulary != reference.vocabulary:
         return [path_log_prob(r) - _text_logprob(reference, r, proposal) for r in results], KL_PATH
-    if decode.method != "soft" and decode.prior == "reference":
+    if prior_role == "reference":
         return [trace_kl(r) for r in results], KL_STEPWISE  # the trace's prior log-probs are ρ_ref's
     return _trace_kls_against(reference, results), KL_STEPWISE
 
@@ -81,8 +86,6 @@ def _trace_kls_against(reference, results) -> list[float]:
 
 def _sampling_kls(model, reference, results, temperature: float) -> list[float]:
     """``Σ_t KL(softmax(log ρ_t / T) ‖ ρ_ref,t)`` for a model sampled at temperature T."""
-    import torch
-
     if model is reference and temperature == 1:
         return [0.0] * len(results)
     totals = [0.0] * len(results)
@@ -98,8 +101,6 @@ def _sampling_kls(model, reference, results, temperature: float) -> list[float]:
 
 def _path_logprobs(model, results, temperature: float) -> list[float]:
     """``log q_T(y | x)`` of each response under its own model's tempered next-token distributions."""
-    import torch
-
     totals = [0.0] * len(results)
     for t, rows, logprobs in _walk(model, results):
         log_q = torch.log_softmax(logprobs / temperature, dim=-1)

@@ -14,7 +14,8 @@ import threading
 import time
 from dataclasses import dataclass
 
-from .config import DecodeConfig, RolesConfig
+from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.roles import Roles, baseline_spec_for
 from .options import at_least, check_field_types, from_args, option
 from .errors import ConfigError
 
@@ -60,8 +61,6 @@ class ServeConfig:
 
 def raw_model_names(roles: RolesConfig) -> dict[str, str]:
     """The raw models' names (their specs) → role: what ``openai:URL#MODEL`` puts after '#'."""
-    from .api import baseline_spec_for
-
     names = {roles.reference: "reference"}
     baseline = baseline_spec_for(roles)
     if baseline:
@@ -73,7 +72,6 @@ def run_serve(args) -> int:
     """The ``tqstar serve`` command: load the roles once, then serve until interrupted."""
     import uvicorn
 
-    from .api import Roles
     from .serve_app import create_app
 
     config, defaults, roles_config = from_args(args, ServeConfig, DecodeConfig, RolesConfig,

@@ -12,8 +12,9 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from .api import Roles, build_decoder
-from .config import DecodeConfig
+from .decoding.build import build_decoder
+from .decoding.config import DecodeConfig
+from .decoding.roles import Roles
 from .errors import TQStarError
 from .serve import ServeConfig
 from .serve_engine import Engine, EngineDown, Job, QueueFull, engine_down

@@ -18,8 +18,10 @@ from dataclasses import asdict, dataclass, field, replace
 
 import torch
 
-from .api import Roles, build_decoder
-from .decoder import ValueGuidedDecoder
+from .decoding.build import build_decoder
+from .decoding.methods import method_of
+from .decoding.protocol import SELECT_SAMPLE
+from .decoding.roles import Roles
 from .errors import PromptError, RemoteModelError, TQStarError
 from .models.protocol import check_prompt
 from .serve_protocol import ApiError, MethodRequest, RawRequest
@@ -72,9 +74,7 @@ class Job:
         config = request.config
         if _stochastic(config):
             return ("alone", id(self))  # its own generator, seeded by its own seed
-        budget = config.max_new_tokens if config.method in ("greedy", "sample", "best-of-n") else 0
-        return ("method", tuple(sorted(asdict(replace(config, max_new_tokens=1, seed=0, batch_size=1)).items())),
-                budget)
+        return ("method", tuple(sorted(asdict(replace(config, max_new_tokens=1, seed=0, batch_size=1)).items())))
 
     def emit(self, *event) -> None:
         if event[0] in ("done", "error"):
@@ -89,8 +89,8 @@ class Job:
 
 
 def _stochastic(config) -> bool:
-    return (config.method in ("sample", "best-of-n") or config.selection == "sample"
-            or (config.uses_rollouts and config.rollout_temp > 0))
+    method = method_of(config.method)
+    return method.samples or config.selection == SELECT_SAMPLE or (method.rolls_out and config.rollout_temp > 0)
 
 
 class Engine:
@@ -202,15 +202,11 @@ class Engine:
 
     # ---- tqstar methods ------------------------------------------------------------------
     def _run_method(self, jobs: list[Job]) -> None:
-        config = replace(jobs[0].request.config, batch_size=len(jobs))
-        probe = build_decoder(config, self.roles)  # the models this method runs, to check prompts against
-        stepwise = isinstance(probe, ValueGuidedDecoder)
-        output = probe.proposal if stepwise else probe.model
-        jobs = self._admit(jobs, [probe.proposal, probe.prior] if stepwise else [probe.model], output)
+        decoder = build_decoder(replace(jobs[0].request.config, batch_size=len(jobs)), self.roles)
+        output = decoder.output_model
+        jobs = self._admit(jobs, decoder.models, output)
         if not jobs:
             return
-        budget = max(job.max_tokens for job in jobs)
-        decoder = build_decoder(replace(config, max_new_tokens=budget, batch_size=len(jobs)), self.roles)
 
         def on_token(index: int, token: int) -> bool:
             job = jobs[index]
@@ -218,12 +214,8 @@ class Engine:
             return job.cancelled.is_set() or len(job.tokens) >= job.max_tokens
 
         prompts = [job.request.prompt for job in jobs]
-        results = decoder.generate(prompts, on_token=on_token, max_new_tokens=[job.max_tokens for job in jobs]) \
-            if stepwise else decoder.generate(prompts)
+        results = decoder.generate(prompts, on_token=on_token, max_new_tokens=[job.max_tokens for job in jobs])
         for job, result in zip(jobs, results):
-            if not stepwise:  # whole responses at once: stream them token by token now
-                for token in result.token_ids:
-                    self._push(job, output, token)
             self._finish(job, output, result)
 
     def _admit(self, jobs: list[Job], models, output) -> list[Job]:

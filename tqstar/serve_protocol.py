@@ -23,7 +23,9 @@ from dataclasses import dataclass, fields, replace
 from typing import Any
 from urllib.parse import parse_qsl
 
-from .config import METHODS, DecodeConfig, RolesConfig
+from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.methods import METHODS, find_method
+from .decoding.protocol import SELECT_GREEDY
 from .errors import ConfigError
 from .options import coerce
 
@@ -115,7 +117,7 @@ class Catalog:
         base, _, query = name.removeprefix(METHOD_PREFIX).partition("?")
         if base in ("", "tqstar"):
             base = self.defaults.method
-        if base not in METHODS:
+        if find_method(base) is None:
             raise ApiError(404, f"Unknown model {name!r}. Use a method ({', '.join(METHODS)}, optionally as "
                                 f"'tqstar/METHOD?top_k=5&alpha=2') or a served model ({', '.join(self.raw)}).",
                            "model", "model_not_found")
@@ -185,7 +187,8 @@ def _user_message(messages) -> str:
 
 def _method_request(body, catalog, limits, method, options, prompt, chat) -> MethodRequest:
     extra = {k: _decode_option(k, v) for k, v in body.items() if k in DECODE_FIELDS}
-    if "method" in extra and extra["method"] != method and body.get("model") not in ("tqstar", METHOD_PREFIX):
+    if ("method" in extra and find_method(extra["method"]) is not find_method(method)
+            and body.get("model") not in ("tqstar", METHOD_PREFIX)):
         raise ApiError(422, f"model names method {method!r} but the method field says {extra['method']!r}. "
                             "Send one of them.", "method", "conflicting_options")
     options = {**options, "method": method, **extra}
@@ -194,9 +197,10 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
     temperature = _number(body, "temperature", 0.0, None)
     if temperature is not None:  # the OpenAI knob: 0 → greedy choice, else the temperature of π_alg
         if temperature == 0:
-            options.setdefault("selection", "greedy")
-            if options["method"] == "sample":
-                options["method"] = "greedy"
+            options.setdefault("selection", SELECT_GREEDY)
+            twin = find_method(options["method"])
+            if twin is not None and twin.greedy_twin:
+                options["method"] = twin.greedy_twin
         else:
             options.setdefault("selection_temperature", temperature)
     max_tokens = _max_tokens(body, options.pop("max_new_tokens", None), catalog.defaults.max_new_tokens, limits)

@@ -8,6 +8,8 @@ import os
 from dataclasses import asdict, replace
 from typing import Iterator
 
+from .decoding.build import build_decoder
+from .decoding.roles import Roles
 from .evaluate import Chunk, EvalConfig
 from .metrics import diversity, response_kls
 
@@ -24,8 +26,6 @@ class ChunkWorker:
         self._coherence = None
 
     def run(self, chunk: Chunk) -> list[dict]:
-        from .api import build_decoder
-
         roles = self._load_roles(chunk.spec.roles)
         decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
         results = decoder.generate(chunk.prompts)
@@ -39,8 +39,6 @@ class ChunkWorker:
         } for i, r in enumerate(results)]
 
     def _load_roles(self, config):
-        from .api import Roles
-
         key = json.dumps(asdict(config), sort_keys=True)
         if key not in self._roles:
             self._roles[key] = Roles.load(config)

@@ -1,6 +1,6 @@
-"""The decoder role: one value-guided token decoder (Algorithm 1), plus sampling and Best-of-N.
+"""The decoders: one value-guided token decoder (Algorithm 1), plus sampling and Best-of-N.
 
-Every decoder has ``generate(prompts) -> list[GenerationResult]``. ARGS, CD, TQ* direct, TQ* indirect
+Both implement the ``Decoder`` protocol (``tqstar.decoding.protocol``). ARGS, CD, TQ* direct, TQ* indirect
 and soft transfer are all ``ValueGuidedDecoder`` with a different ``ValueEstimator``.
 """
 
@@ -8,50 +8,18 @@ from __future__ import annotations
 
 import json
 import time
-from dataclasses import asdict, dataclass, field
-from typing import Callable, Protocol, Sequence
+from dataclasses import dataclass
+from typing import Sequence
 
 import torch
+from tqdm import tqdm
 
-from .errors import ConfigError
-from .models.protocol import LanguageModel, check_prompt, require_shared_vocabulary
-from .rewards.protocol import Reward, checked_scores
-from .values import ValueEstimate, ValueEstimator, ValueQuery
-
-
-@dataclass
-class StepTrace:
-    """The evidence for one generated token: what was considered, how it was valued, what was chosen."""
-
-    position: int
-    candidates: list[int]
-    candidate_texts: list[str]
-    prior_logprobs: list[float]  # log π_prior(z | s_t)
-    values: list[float]  # Q̂(s_t, z)
-    probabilities: list[float]  # the distribution the token was chosen from: π_alg, tempered when sampled
-    chosen: int
-    chosen_text: str
-    weights: list[list[float]] | None = None  # normalised importance weights per candidate and rollout
-    ess: list[float] | None = None  # effective sample size per candidate
-    raw_weights: list[list[float]] | None = None  # --compat's unnormalised exp((r − r_BL)/β)
-
-
-@dataclass
-class GenerationResult:
-    """One response with its reward, cost and trace."""
-
-    prompt: str
-    text: str
-    token_ids: list[int]
-    method: str
-    reward: float | None = None
-    seconds: float = 0.0
-    forward_tokens: int = 0
-    trace: list[StepTrace] = field(default_factory=list)
-
-    def trace_records(self, prompt_index: int = 0) -> list[dict]:
-        """The trace as JSON-ready dicts, one per generated token."""
-        return [{"prompt_index": prompt_index, **asdict(step)} for step in self.trace]
+from ..errors import ConfigError
+from ..models.protocol import (LanguageModel, check_prompt, forward_tokens, max_candidates, per_prefix,
+                               require_shared_vocabulary)
+from ..rewards.protocol import Reward, checked_scores
+from .protocol import (SELECT_GREEDY, GenerationResult, OnToken, StepTrace, ValueEstimate, ValueEstimator,
+                       ValueQuery)
 
 
 @dataclass
@@ -71,12 +39,7 @@ class StepDistribution:
     def chosen_from(self, selection: str, temperature: float) -> torch.Tensor:
         """The distribution a token is actually chosen from: π_alg for the argmax, π_alg^(1/T) renormalised
         when sampling at temperature T."""
-        return self.probabilities if selection == "greedy" else torch.softmax(self.logits / temperature, dim=-1)
-
-
-class Decoder(Protocol):
-    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
-        """Decode one response per prompt."""
+        return self.probabilities if selection == SELECT_GREEDY else torch.softmax(self.logits / temperature, dim=-1)
 
 
 @dataclass
@@ -85,7 +48,7 @@ class DecodingSettings:
 
     top_k: int = 10
     alpha: float = 1.0
-    selection: str = "greedy"
+    selection: str = SELECT_GREEDY
     selection_temperature: float = 1.0
     max_new_tokens: int = 32
     batch_size: int = 8
@@ -94,13 +57,13 @@ class DecodingSettings:
 class ValueGuidedDecoder:
     """Algorithm 1: ``π_alg(z | s_t) ∝ π_prior(z | s_t) · exp(α · Q̂(s_t, z))`` over the proposal's top-k."""
 
-    def __init__(self, proposal: LanguageModel, prior: LanguageModel, estimator: ValueEstimator | None,
+    def __init__(self, *, proposal: LanguageModel, prior: LanguageModel, estimator: ValueEstimator | None,
                  settings: DecodingSettings, method: str = "value-guided", reward: Reward | None = None,
                  generator: torch.Generator | None = None, progress: bool = False):
         require_shared_vocabulary(proposal, prior, "Taking the prior's log-probs of the proposal's candidates")
-        known = getattr(proposal, "max_candidates", None)  # a remote proposal ranks only its top log-probs
+        known = max_candidates(proposal)  # a remote proposal ranks only its top log-probs
         if known is not None and settings.top_k > known:
-            raise ConfigError(f"top_k={settings.top_k} but the proposal model {getattr(proposal, 'name', '')!r} "
+            raise ConfigError(f"top_k={settings.top_k} but the proposal model {proposal.name!r} "
                               f"returns only {known} log-probs per token. Lower --top-k to {known} or raise "
                               "?top_logprobs= in its spec (and the server's --max-logprobs).")
         self.proposal, self.prior, self.estimator = proposal, prior, estimator
@@ -108,18 +71,20 @@ class ValueGuidedDecoder:
         self.generator = generator
         self.progress = progress
         # everything that runs a model in a step, so forward_tokens is the step's whole compute
-        self.counted_models = (proposal, prior, *getattr(estimator, "models", ()))
+        self.models = _unique(proposal, prior, *getattr(estimator, "models", ()))
+        self.output_model = proposal
 
-    def generate(self, prompts: Sequence[str], on_token: Callable[[int, int], bool] | None = None,
-                 max_new_tokens: Sequence[int] | None = None) -> list[GenerationResult]:
+    def generate(self, prompts: Sequence[str], *, on_token: OnToken | None = None,
+                 max_new_tokens: int | Sequence[int] | None = None) -> list[GenerationResult]:
         """Decode one response per prompt.
 
         ``on_token(index, token)``, when given, sees every token as it is chosen for ``prompts[index]``;
         returning True ends that response there (a server streams and cancels with it).
-        ``max_new_tokens[index]``, when given, is that prompt's own budget (default: the settings'), so
-        that its rollouts stop where its response must, whatever its batch-mates may write.
+        ``max_new_tokens``: one budget for every prompt or one per prompt (default: the settings'), so
+        that each prompt's rollouts stop where its response must, whatever its batch-mates may write.
         """
-        budgets = list(max_new_tokens) if max_new_tokens is not None else [self.settings.max_new_tokens] * len(prompts)
+        default = self.settings.max_new_tokens if max_new_tokens is None else max_new_tokens
+        budgets = per_prefix(default, len(prompts))
         results = []
         for start in range(0, len(prompts), self.settings.batch_size):
             end = start + self.settings.batch_size
@@ -128,7 +93,7 @@ class ValueGuidedDecoder:
 
     def _generate_batch(self, prompts: list[str], budgets: list[int], on_token=None, offset: int = 0
                         ) -> list[GenerationResult]:
-        started, counted = time.perf_counter(), _forward_tokens(*self.counted_models)
+        started, counted = time.perf_counter(), _forward_tokens(*self.models)
         prior_prompts = [check_prompt(self.prior, p, n) for p, n in zip(prompts, budgets)]
         proposal_prompts = prior_prompts if self.proposal is self.prior else [
             check_prompt(self.proposal, p, n) for p, n in zip(prompts, budgets)]
@@ -149,7 +114,7 @@ class ValueGuidedDecoder:
         texts = [self.proposal.decode(r) for r in responses]
         rewards = checked_scores(self.reward, prompts, texts) if self.reward else [None] * len(prompts)
         seconds = (time.perf_counter() - started) / len(prompts)
-        forward = (_forward_tokens(*self.counted_models) - counted) // len(prompts)
+        forward = (_forward_tokens(*self.models) - counted) // len(prompts)
         return [GenerationResult(p, t, r, self.method, s, seconds, forward, tr)
                 for p, t, r, s, tr in zip(prompts, texts, responses, rewards, traces)]
 
@@ -191,7 +156,7 @@ class ValueGuidedDecoder:
         return chosen
 
     def _select(self, probabilities: torch.Tensor) -> torch.Tensor:
-        if self.settings.selection == "greedy":
+        if self.settings.selection == SELECT_GREEDY:
             return probabilities.argmax(-1)
         return torch.multinomial(probabilities.float(), 1, generator=self.generator).squeeze(1)
 
@@ -217,7 +182,7 @@ class SamplingDecoder:
     """Plain decoding from one model: greedy (temperature 0) or temperature sampling; with
     ``best_of > 1``, Best-of-N: sample N responses and keep the one the reward scores highest."""
 
-    def __init__(self, model: LanguageModel, temperature: float, max_new_tokens: int, method: str,
+    def __init__(self, *, model: LanguageModel, temperature: float, max_new_tokens: int, method: str,
                  reward: Reward | None = None, best_of: int = 1, batch_size: int = 8,
                  generator: torch.Generator | None = None):
         if best_of > 1 and reward is None:
@@ -225,32 +190,55 @@ class SamplingDecoder:
         self.model, self.temperature, self.max_new_tokens = model, temperature, max_new_tokens
         self.method, self.reward, self.best_of = method, reward, best_of
         self.batch_size, self.generator = batch_size, generator
+        self.models, self.output_model = (model,), model
 
-    def generate(self, prompts: Sequence[str]) -> list[GenerationResult]:
+    def generate(self, prompts: Sequence[str], *, on_token: OnToken | None = None,
+                 max_new_tokens: int | Sequence[int] | None = None) -> list[GenerationResult]:
+        """Decode one response per prompt (the ``Decoder`` contract). Whole responses are drawn first;
+        ``on_token`` then sees each chosen response's tokens in order, and a True cuts it after that token."""
+        limits = per_prefix(self.max_new_tokens if max_new_tokens is None else max_new_tokens, len(prompts))
         results = []
         for start in range(0, len(prompts), self.batch_size):
-            results.extend(self._generate_batch(list(prompts[start:start + self.batch_size])))
+            end = start + self.batch_size
+            results.extend(self._generate_batch(list(prompts[start:end]), limits[start:end], on_token, start))
         return results
 
-    def _generate_batch(self, prompts: list[str]) -> list[GenerationResult]:
+    def _generate_batch(self, prompts: list[str], limits: list[int], on_token, offset: int) -> list[GenerationResult]:
         started, counted = time.perf_counter(), _forward_tokens(self.model)
-        prefixes = [check_prompt(self.model, p, self.max_new_tokens) for p in prompts]
-        samples = self.model.sample_continuations(prefixes, None, self.best_of, self.max_new_tokens - 1,
+        prefixes = [check_prompt(self.model, p, n) for p, n in zip(prompts, limits)]
+        samples = self.model.sample_continuations(prefixes, None, self.best_of, [n - 1 for n in limits],
                                                   self.temperature, self.generator)
         n = self.best_of
         texts = [self.model.decode(c.tokens) for row in samples for c in row[0]]
         rewards = None
         if self.reward is not None:
             rewards = checked_scores(self.reward, [p for p in prompts for _ in range(n)], texts)
+        chosen = []
+        for b in range(len(prompts)):
+            best = b * n if rewards is None else max(range(b * n, (b + 1) * n), key=rewards.__getitem__)
+            chosen.append((list(samples[b][0][best - b * n].tokens), texts[best],
+                           None if rewards is None else rewards[best]))
+        if on_token is not None:
+            chosen = self._streamed(prompts, chosen, on_token, offset)
         seconds = (time.perf_counter() - started) / len(prompts)
         forward = (_forward_tokens(self.model) - counted) // len(prompts)
-        results = []
-        for b, prompt in enumerate(prompts):
-            best = b * n if rewards is None else max(range(b * n, (b + 1) * n), key=rewards.__getitem__)
-            tokens = list(samples[b][0][best - b * n].tokens)
-            results.append(GenerationResult(prompt, texts[best], tokens, self.method,
-                                            None if rewards is None else rewards[best], seconds, forward))
-        return results
+        return [GenerationResult(prompt, text, tokens, self.method, reward, seconds, forward)
+                for prompt, (tokens, text, reward) in zip(prompts, chosen)]
+
+    def _streamed(self, prompts, chosen, on_token: OnToken, offset: int) -> list[tuple]:
+        """Each response's tokens through ``on_token``; responses it ends early are cut and re-scored."""
+        cut = {}
+        for b, (tokens, _, _) in enumerate(chosen):
+            stop = next((i + 1 for i, token in enumerate(tokens) if on_token(offset + b, token)), len(tokens))
+            if stop < len(tokens):
+                cut[b] = tokens[:stop]
+        if not cut:
+            return chosen
+        texts = [self.model.decode(tokens) for tokens in cut.values()]
+        scores = checked_scores(self.reward, [prompts[b] for b in cut], texts) if self.reward else [None] * len(cut)
+        for (b, tokens), text, score in zip(cut.items(), texts, scores):
+            chosen[b] = (tokens, text, score)
+        return chosen
 
 
 def write_trace(results: Sequence[GenerationResult], path) -> None:
@@ -261,13 +249,15 @@ def write_trace(results: Sequence[GenerationResult], path) -> None:
                 out.write(json.dumps({"method": result.method, **record}, ensure_ascii=False) + "\n")
 
 
+def _unique(*models: LanguageModel) -> tuple[LanguageModel, ...]:
+    return tuple({id(m): m for m in models}.values())
+
+
 def _forward_tokens(*models: LanguageModel) -> int:
-    return sum(getattr(m, "forward_tokens", 0) for m in {id(m): m for m in models}.values())
+    return sum(forward_tokens(m) for m in _unique(*models))
 
 
 def _steps(budget: int, progress: bool, batch: int):
     if not progress:
         return range(budget)
-    from tqdm import tqdm
-
     return tqdm(range(budget), desc=f"decoding {batch} prompt(s)", unit="tok", leave=False)

@@ -1,5 +1,5 @@
 """The value-estimator role: ``Q̂(s_t, z)`` for every candidate token. The methods of the paper differ
-only here (docs/algorithm.md, "Decoding rule"):
+only here (docs/algorithm.md, "Decoding rule"; which method uses which: ``tqstar.decoding.methods``):
 
 =================  ==========================================================================
 ARGS               ``PartialReward``      r(x, [y_<t, z]), no look-ahead
@@ -14,39 +14,28 @@ from __future__ import annotations
 
 import math
 from dataclasses import dataclass
-from typing import Protocol, Sequence
-
 import torch
 
-from .config import require_weighted_rollouts
-from .errors import ConfigError
-from .models.protocol import LanguageModel, require_shared_vocabulary
-from .rewards.protocol import Reward, checked_scores
+from ..errors import ConfigError
+from ..models.protocol import LanguageModel, require_shared_vocabulary
+from ..rewards.protocol import Reward, checked_scores
+from .protocol import ValueEstimate, ValueQuery
 
 
-@dataclass
-class ValueQuery:
-    """The decoder's question at one step, for a batch of B states ``s_t = [x, y_<t]``."""
+def require_weighted_rollouts(method: str, num_rollouts: int, temperature: float) -> None:
+    """The precondition of the importance-weighted estimators (tq-indirect, soft): N ≥ 2 sampled rollouts.
 
-    prompts: Sequence[str]  # x, raw user prompts
-    responses: Sequence[Sequence[int]]  # y_<t, token ids in the candidate vocabulary
-    candidates: torch.Tensor  # (B, k) candidate token ids z
-    budgets: Sequence[int] | None = None  # tokens state b may still emit after z; None: no response budget
-
-
-@dataclass
-class ValueEstimate:
-    """``values[b, j] = Q̂(s_t^b, z_j)``, with the importance-sampling evidence where it exists."""
-
-    values: torch.Tensor  # (B, k)
-    weights: torch.Tensor | None = None  # (B, k, N) normalised importance weights, Σ_i w_i = 1
-    ess: torch.Tensor | None = None  # (B, k) effective sample size (Σw)² / Σw²
-    raw_weights: torch.Tensor | None = None  # (B, k, N) unnormalised exp((r − r_BL)/β) of --compat
-
-
-class ValueEstimator(Protocol):
-    def estimate(self, query: ValueQuery) -> ValueEstimate:
-        """Estimate ``Q̂`` for every candidate of every state in the batch."""
+    One self-normalised weight is always 1, and greedy rollouts repeat one text, so either makes r_BL
+    irrelevant: tq-indirect would silently equal tq-direct, soft would be biased.
+    """
+    if num_rollouts < 2:
+        raise ConfigError(f"{method} weights several rollouts per candidate, but num_rollouts={num_rollouts}: one "
+                          "self-normalised weight is always 1, so the baseline reward would have no effect. "
+                          "Set num_rollouts to 2 or more (default 4).")
+    if temperature == 0:
+        raise ConfigError(f"{method} importance-weights sampled rollouts, but rollout_temperature=0 makes every "
+                          "rollout the same greedy text. Set rollout_temperature > 0 (default 1; other "
+                          "temperatures are corrected exactly).")
 
 
 def candidate_texts(text_model: LanguageModel, query: ValueQuery) -> list[list[str]]:

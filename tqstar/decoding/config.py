@@ -1,7 +1,8 @@
-"""Typed configs: every option is defined once here, with its help text and its validation.
+"""The decoding and role options: each defined once here, with its help text and its validation.
 
-The CLI (``tqstar.cli``) builds its flags from these dataclasses (``tqstar.options``), and config files
-(JSON or TOML) fill the same fields, so an option has one name, one default and one check everywhere.
+``tqstar.options`` turns these dataclasses into CLI flags (``tqstar.cli``) and reads them from config files
+(JSON or TOML), eval method strings and server requests, so an option has one name, one default and one
+check everywhere.
 """
 
 from __future__ import annotations
@@ -9,13 +10,12 @@ from __future__ import annotations
 from dataclasses import dataclass
 from typing import Any
 
-from .errors import ConfigError
-from .options import at_least, build, check_choice, check_field_types, defaults, option, positive
+from ..errors import ConfigError
+from ..options import at_least, build, check_choice, check_field_types, defaults, option, positive
+from .methods import METHOD_TABLE, METHODS, Method, method_of
+from .protocol import SELECT_GREEDY, SELECTIONS
+from .values import require_weighted_rollouts
 
-#: The methods of the paper's comparison, in the order the paper's table lists them.
-METHODS = ("greedy", "sample", "best-of-n", "args", "cd", "tq-direct", "tq-indirect", "soft")
-#: Methods whose value is an importance-weighted average over sampled rollouts.
-WEIGHTED_METHODS = ("tq-indirect", "soft")
 MODEL_ROLES = ("reference", "baseline")
 
 #: What the authors' released code does (docs/algorithm.md, "What --compat reproduces"). Their β = 2
@@ -25,15 +25,12 @@ AUTHORS_SETTINGS = {
     "alpha": 1.0,
     "num_rollouts": 1,
     "rollout_temperature": 0.0,
-    "selection": "greedy",
+    "selection": SELECT_GREEDY,
     "proposal": "baseline",
     "prior": "baseline",
     "fixed_horizon": True,
 }
-AUTHORS_HORIZON = {"tq-direct": 20, "tq-indirect": 5}
 AUTHORS_BETA = 2.0
-#: N and T of the weighted estimators when the user sets neither (one weight, or greedy rollouts, cannot transfer).
-WEIGHTED_ROLLOUTS = {"num_rollouts": 4, "rollout_temperature": 1.0}
 
 
 @dataclass
@@ -52,8 +49,8 @@ class DecodeConfig:
     rollout_temperature: float | None = option(None, "Temperature of the rollouts; 0 is greedy (one rollout "
                                                      "suffices). Unset: 1 for tq-indirect and soft (their weights "
                                                      "need sampled rollouts), else 0.")
-    selection: str = option("greedy", "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
-                            choices=("greedy", "sample"))
+    selection: str = option(SELECT_GREEDY, "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
+                            choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
                                                "and to the model for the 'sample' and 'best-of-n' methods.")
     proposal: str = option("reference", "Model whose top-k tokens are the candidates (for greedy, sample and "
@@ -76,10 +73,10 @@ class DecodeConfig:
 
     def __post_init__(self):
         check_field_types(self)
-        check_choice("method", self.method, METHODS)
+        method = method_of(self.method)
         if self.compat:
-            self._apply_compat()
-        check_choice("selection", self.selection, ("greedy", "sample"))
+            self._apply_compat(method)
+        check_choice("selection", self.selection, SELECTIONS)
         check_choice("proposal", self.proposal, MODEL_ROLES)
         check_choice("prior", self.prior, MODEL_ROLES)
         for name in ("top_k", "best_of", "max_new_tokens", "batch_size"):
@@ -94,18 +91,19 @@ class DecodeConfig:
         if self.beta is not None:
             positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
         positive("selection_temperature", self.selection_temperature, "Use selection='greedy' for the argmax.")
-        if self.method in WEIGHTED_METHODS and not self.compat:
+        if method.weighted and not self.compat:
             require_weighted_rollouts(self.method, self.rollouts, self.rollout_temp)
         if self.rollouts > 1 and self.rollout_temp == 0:
             raise ConfigError(f"num_rollouts={self.rollouts} with greedy rollouts (rollout_temperature=0) "
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
 
-    def _apply_compat(self) -> None:
+    def _apply_compat(self, method: Method) -> None:
         """Set the authors' values, refusing any option the user set to something else."""
-        if self.method not in AUTHORS_HORIZON:
-            raise ConfigError(f"compat reproduces tq-direct and tq-indirect only, not {self.method!r}. "
+        if method.authors_horizon is None:
+            reproduced = " and ".join(m.name for m in METHOD_TABLE if m.authors_horizon is not None)
+            raise ConfigError(f"compat reproduces {reproduced} only, not {self.method!r}. "
                               "Drop --compat or pick one of those methods.")
-        authors = {**AUTHORS_SETTINGS, "horizon": AUTHORS_HORIZON[self.method]}
+        authors = {**AUTHORS_SETTINGS, "horizon": method.authors_horizon}
         defaults_ = defaults(DecodeConfig)
         conflicts = [f"{name}={getattr(self, name)!r} (compat: {value!r})" for name, value in authors.items()
                      if getattr(self, name) not in (value, defaults_[name])]
@@ -116,38 +114,18 @@ class DecodeConfig:
             setattr(self, name, value)
 
     @property
-    def uses_rollouts(self) -> bool:
-        return self.method in ("cd", "tq-direct", "tq-indirect", "soft")
-
-    @property
     def rollouts(self) -> int:
         """N in effect: the one set, else the method's default."""
         if self.num_rollouts is not None:
             return self.num_rollouts
-        return WEIGHTED_ROLLOUTS["num_rollouts"] if self.method in WEIGHTED_METHODS else 1
+        return method_of(self.method).default_rollouts
 
     @property
     def rollout_temp(self) -> float:
         """Rollout temperature in effect: the one set, else the method's default."""
         if self.rollout_temperature is not None:
             return self.rollout_temperature
-        return WEIGHTED_ROLLOUTS["rollout_temperature"] if self.method in WEIGHTED_METHODS else 0.0
-
-
-def require_weighted_rollouts(method: str, num_rollouts: int, temperature: float) -> None:
-    """The precondition of the importance-weighted estimators (tq-indirect, soft): N ≥ 2 sampled rollouts.
-
-    One self-normalised weight is always 1, and greedy rollouts repeat one text, so either makes r_BL
-    irrelevant: tq-indirect would silently equal tq-direct, soft would be biased.
-    """
-    if num_rollouts < 2:
-        raise ConfigError(f"{method} weights several rollouts per candidate, but num_rollouts={num_rollouts}: one "
-                          "self-normalised weight is always 1, so the baseline reward would have no effect. "
-                          "Set num_rollouts to 2 or more (default 4).")
-    if temperature == 0:
-        raise ConfigError(f"{method} importance-weights sampled rollouts, but rollout_temperature=0 makes every "
-                          "rollout the same greedy text. Set rollout_temperature > 0 (default 1; other "
-                          "temperatures are corrected exactly).")
+        return method_of(self.method).default_rollout_temperature
 
 
 @dataclass

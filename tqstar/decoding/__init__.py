@@ -1,0 +1,28 @@
+"""tqstar.decoding: the decoder role — its contract, the method table, the value estimators, the decoding
+options, the decoders, the loaded roles and ``build_decoder``. Names load on first use, so importing the
+package stays cheap."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["Decoder", "OnToken", "GenerationResult", "StepTrace", "ValueQuery", "ValueEstimate",
+                     "ValueEstimator", "SELECTIONS"], "protocol"),
+    **dict.fromkeys(["Method", "KL", "Need", "METHOD_TABLE", "METHODS", "find_method", "method_of"], "methods"),
+    **dict.fromkeys(["PartialReward", "RolloutSpec", "MeanRolloutValue", "IndirectValue", "SoftTransferValue",
+                     "require_weighted_rollouts"], "values"),
+    **dict.fromkeys(["DecodeConfig", "RolesConfig", "AUTHORS_SETTINGS", "AUTHORS_BETA", "MODEL_ROLES",
+                     "split_options"], "config"),
+    **dict.fromkeys(["DecodingSettings", "StepDistribution", "ValueGuidedDecoder", "SamplingDecoder",
+                     "write_trace"], "decoder"),
+    **dict.fromkeys(["Roles", "baseline_spec_for", "IMPLICIT"], "roles"),
+    **dict.fromkeys(["build_decoder", "generate"], "build"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+__all__ = list(_EXPORTS)
