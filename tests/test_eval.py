@@ -10,8 +10,7 @@ import time
 import pytest
 
 from tqstar.errors import ConfigError
-from tqstar.evaluate import EvalConfig, method_specs, read_records, run_eval
-from tqstar.report import write_report
+from tqstar.eval import EvalConfig, method_specs, read_records, run_eval, write_report
 
 CONTENT = ("method", "prompt_index", "prompt", "response", "reward", "tokens", "kl", "diversity", "seed")
 

@@ -9,9 +9,8 @@ import pytest
 
 from tqstar.decoding import GenerationResult, StepTrace
 from tqstar.errors import ConfigError
-from tqstar.evaluate import EvalConfig, method_specs
-from tqstar.judge import judge_run, summarise_judgements
-from tqstar.metrics import best_of_n_kl, bootstrap_mean, diversity, duel, path_log_prob, trace_kl
+from tqstar.eval import (EvalConfig, best_of_n_kl, bootstrap_mean, diversity, duel, judge_run, method_specs,
+                         path_log_prob, summarise_judgements, trace_kl)
 
 
 def test_diversity_is_one_for_distinct_words_and_falls_with_repeats():

@@ -12,7 +12,7 @@ from tqstar import DecodeConfig, GenerationResult, Roles, build_decoder, generat
 from tqstar.decoding import METHODS
 from tqstar.errors import ConfigError
 from tqstar.models import Continuation
-from tqstar.metrics import KL_BEST_OF_N, KL_STEPWISE, best_of_n_kl, response_kls
+from tqstar.eval import KL_BEST_OF_N, KL_STEPWISE, best_of_n_kl, response_kls
 
 STATES = [(), (1,), (2, 3)]
 BASELINE = TabularLM.from_distribution(aligned(REFERENCE, baseline_reward, BETA))  # ρ*_{r_BL}

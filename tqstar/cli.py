@@ -47,7 +47,7 @@ def build_parser() -> argparse.ArgumentParser:
 
     add_flags(align, AlignConfig)
     evaluate = commands.add_parser("eval", help="Compare methods over a prompt set; resumable run directory.")
-    from .evaluate import EvalConfig
+    from .eval.config import EvalConfig
 
     evaluate.add_argument("--config", metavar="FILE", help="JSON or TOML file of eval options; flags override it.")
     evaluate.add_argument("--quiet", action="store_true", help="No progress bar.")
@@ -126,8 +126,9 @@ def _align(args) -> int:
 
 
 def _eval(args) -> int:
-    from .evaluate import EvalConfig, run_eval
-    from .report import write_report
+    from .eval.config import EvalConfig
+    from .eval.report import write_report
+    from .eval.run import run_eval
 
     config, = from_args(args, EvalConfig, base=_config_file(args))
     run_dir = run_eval(config, progress=not args.quiet)
@@ -136,7 +137,7 @@ def _eval(args) -> int:
 
 
 def _report(args) -> int:
-    from .report import write_report
+    from .eval.report import write_report
 
     print(write_report(args.run_dir))
     return 0

@@ -4,14 +4,33 @@ worker loads its models once and keeps them; a chunk's records do not depend on 
 from __future__ import annotations
 
 import json
+import multiprocessing
 import os
-from dataclasses import asdict, replace
+from concurrent.futures import ProcessPoolExecutor, as_completed
+from dataclasses import asdict, dataclass, replace
 from typing import Iterator
 
-from .decoding.build import build_decoder
-from .decoding.roles import Roles
-from .evaluate import Chunk, EvalConfig
+import torch
+
+from ..decoding.build import build_decoder
+from ..decoding.roles import Roles
+from ..errors import ConfigError
+from ..rewards.builtin import RelevanceReward
+from .config import EvalConfig, MethodSpec
 from .metrics import diversity, response_kls
+
+
+@dataclass
+class Chunk:
+    """The unit of work: one method over consecutive prompts."""
+
+    spec: MethodSpec
+    start: int
+    prompts: list[str]
+
+    @property
+    def seed(self) -> int:
+        return self.spec.decode.seed + self.start
 
 
 class ChunkWorker:
@@ -19,8 +38,6 @@ class ChunkWorker:
 
     def __init__(self, threads: int | None = None):
         if threads:
-            import torch
-
             torch.set_num_threads(threads)
         self._roles: dict[str, object] = {}
         self._coherence = None
@@ -45,8 +62,6 @@ class ChunkWorker:
         return self._roles[key]
 
     def _coherence_of(self, prompts, texts) -> list[float]:
-        from .rewards.builtin import RelevanceReward
-
         self._coherence = self._coherence or RelevanceReward()
         return self._coherence.score(prompts, texts)
 
@@ -80,9 +95,6 @@ def _run_in_process(chunk: Chunk) -> list[dict]:
 
 
 def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
-    import multiprocessing
-    from concurrent.futures import ProcessPoolExecutor, as_completed
-
     context = multiprocessing.get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process,
                              initargs=(_threads_each(workers),)) as pool:
@@ -92,8 +104,6 @@ def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
 
 
 def _on_ray(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
-    from .errors import ConfigError
-
     try:
         import ray
         from ray.util import ActorPool

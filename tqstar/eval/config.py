@@ -1,24 +1,14 @@
-"""``tqstar eval``: run several decoding methods over a prompt set, one JSON Lines record per
-(method, prompt), resumable at any moment.
-
-Prompts are cut into fixed chunks of ``batch_size``; a chunk is the unit of work, of seeding and of
-writing. Its records are appended in one write, and on resume a chunk counts as done only when all
-its records are on disk, so a ``kill -9`` costs at most the chunks in flight and a rerun reproduces
-the same responses (the chunk's seed does not depend on what ran before it).
-"""
+"""What ``tqstar eval`` runs: its options, the presets, and the method rows parsed from
+``NAME[:key=value,...]`` strings and ``--sweep`` expansions."""
 
 from __future__ import annotations
 
-import json
-import os
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
-from typing import Any, Iterable
+from typing import Any
 
-from .decoding.config import DecodeConfig, RolesConfig
-from .options import at_least, check_field_types, coerce, option
-from .errors import ConfigError
-from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
+from ..decoding.config import DecodeConfig, RolesConfig
+from ..errors import ConfigError
+from ..options import at_least, check_field_types, coerce, option
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
 
@@ -193,96 +183,3 @@ def _expand_sweep(text: str, specs: list[MethodSpec]) -> list[MethodSpec]:
         points.append(MethodSpec(f"{label}[{option_name}={written}]", decode, base.roles,
                                  {"of": label, "option": option_name, "value": value}))
     return points
-
-
-# --- the run directory ---------------------------------------------------------------------------
-
-def records_path(run_dir: str | Path) -> Path:
-    return Path(run_dir) / "records.jsonl"
-
-
-def read_records(run_dir: str | Path) -> list[dict]:
-    return read_jsonl(records_path(run_dir))
-
-
-def _claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
-    path = out / "config.json"
-    identity = {**config.run_identity, "methods": {s.label: s.as_record() for s in specs}}
-    identity = json.loads(json.dumps(identity))  # tuples and lists compare alike once serialised
-    if path.is_file():
-        started = json.loads(path.read_text())
-        if started != identity:
-            changed = sorted(k for k in set(started) | set(identity) if started.get(k) != identity.get(k))
-            raise ConfigError(f"{out} holds a run started with other options ({', '.join(changed)}). Repeat the "
-                              "original command to resume it, or pass a new --output.")
-        return
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(identity, indent=2))
-    os.replace(partial, path)
-
-
-def _keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]]) -> set[tuple[str, int]]:
-    """Rewrite records.jsonl with whole chunks only (no torn tail, no duplicate); return the done chunks."""
-    records = read_records(run_dir)
-    have = {(r["method"], r["prompt_index"]) for r in records}
-    done = {key for key, indices in chunks.items() if all((key[0], i) in have for i in indices)}
-    chunk_of = {(label, i): (label, start) for (label, start), indices in chunks.items() for i in indices}
-    kept = [r for r in records if chunk_of.get((r["method"], r["prompt_index"])) in done]
-    seen, unique = set(), []
-    for r in kept:
-        key = (r["method"], r["prompt_index"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
-    if records_path(run_dir).is_file():  # rewritten even when nothing was dropped: it may end in a torn line
-        rewrite_jsonl(records_path(run_dir), unique)
-    return done
-
-
-# --- running ---------------------------------------------------------------------------------------
-
-@dataclass
-class Chunk:
-    """The unit of work: one method over consecutive prompts."""
-
-    spec: MethodSpec
-    start: int
-    prompts: list[str]
-
-    @property
-    def seed(self) -> int:
-        return self.spec.decode.seed + self.start
-
-
-def run_eval(config: EvalConfig, progress: bool = True) -> Path:
-    """Run every method over the prompts, continuing a run directory; return the directory."""
-    from .prompts import load_prompts
-
-    specs = method_specs(config)
-    prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
-    _claim_run_dir(config, specs)
-    run_dir = Path(config.output)
-    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size])
-              for spec in specs for start in range(0, len(prompts), config.batch_size)]
-    done = _keep_complete_chunks(run_dir, {(c.spec.label, c.start): list(range(c.start, c.start + len(c.prompts)))
-                                           for c in chunks})
-    todo = [c for c in chunks if (c.spec.label, c.start) not in done]
-    from .workers import run_chunks
-
-    for records in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
-        append_jsonl(records_path(run_dir), records)
-    if config.judge_url:
-        from .judge import judge_run
-
-        judge_run(config, specs)
-    return run_dir
-
-
-def _progress(items: Iterable, enabled: bool, todo: int, total: int):
-    if not enabled:
-        return items
-    from tqdm import tqdm
-
-    return tqdm(items, total=todo, desc=f"eval chunks ({total - todo} of {total} already done)", unit="chunk")

@@ -10,8 +10,8 @@ from typing import Sequence
 
 import torch
 
-from .decoding.methods import KL, method_of
-from .decoding.protocol import GenerationResult
+from ..decoding.methods import KL, method_of
+from ..decoding.protocol import GenerationResult
 
 BOOTSTRAP_SAMPLES = 1000
 TIE_TOLERANCE = 1e-6  # rewards closer than this are a tie (identical responses score identically)

@@ -7,13 +7,14 @@ from __future__ import annotations
 import os
 import random
 import re
-import time
 from pathlib import Path
 
-from .decoding.methods import method_of
-from .errors import ConfigError
-from .evaluate import EvalConfig, MethodSpec, read_records
-from .jsonl import append_jsonl, read_jsonl
+from ..decoding.methods import method_of
+from ..errors import ConfigError, RemoteModelError
+from ..jsonl import append_jsonl, read_jsonl
+from ..models.http import HttpClient
+from .config import EvalConfig, MethodSpec
+from .rundir import judge_path, read_records
 
 SYSTEM = "You are a helpful, harmless and precise assistant for checking the quality of answers."
 TEMPLATE = """[Question]
@@ -49,21 +50,24 @@ def judge_run(config: EvalConfig, specs: list[MethodSpec]) -> Path:
     responses: dict[str, dict[int, dict]] = {}
     for record in read_records(run_dir):
         responses.setdefault(record["method"], {})[record["prompt_index"]] = record
-    path = run_dir / "judge.jsonl"
+    path = judge_path(run_dir)
     done = {(j["method"], j["against"], j["prompt_index"]) for j in read_jsonl(path)}
-    client = _Client(config.judge_url, config.judge_model, key)
-    for other in (label for label in labels if label != against):
-        for index, mine in sorted(responses.get(against, {}).items()):
-            theirs = responses.get(other, {}).get(index)
-            if theirs is None or (against, other, index) in done:
-                continue
-            judgement = _judge_pair(client, mine, theirs, random.Random(f"{config.seed}:{other}:{index}"))
-            append_jsonl(path, [{"method": against, "against": other, "prompt_index": index,
-                                 "model": config.judge_model, **judgement}])
+    judge = _Judge(config.judge_url, config.judge_model, key)
+    try:
+        for other in (label for label in labels if label != against):
+            for index, mine in sorted(responses.get(against, {}).items()):
+                theirs = responses.get(other, {}).get(index)
+                if theirs is None or (against, other, index) in done:
+                    continue
+                judgement = _judge_pair(judge, mine, theirs, random.Random(f"{config.seed}:{other}:{index}"))
+                append_jsonl(path, [{"method": against, "against": other, "prompt_index": index,
+                                     "model": config.judge_model, **judgement}])
+    finally:
+        judge.close()
     return path
 
 
-def _judge_pair(client: "_Client", mine: dict, theirs: dict, rng: random.Random) -> dict:
+def _judge_pair(client: _Judge, mine: dict, theirs: dict, rng: random.Random) -> dict:
     swapped = rng.random() < 0.5
     first, second = (theirs, mine) if swapped else (mine, theirs)
     try:
@@ -81,39 +85,35 @@ def _judge_pair(client: "_Client", mine: dict, theirs: dict, rng: random.Random)
     return {"outcome": outcome, "scores": [mine_score, theirs_score], "swapped": swapped, "answer": answer[:500]}
 
 
-class _Client:
-    def __init__(self, url: str, model: str, key: str):
-        import httpx
+class _Judge:
+    """The judge endpoint over the shared HTTP client: one chat completion per pair. A judge never reached,
+    or one refusing the key, model or URL, stops the judging with ``ConfigError``; other failures are the
+    pair's own (``RemoteModelError``)."""
 
-        self.url, self.model = url.rstrip("/") + "/chat/completions", model
-        self.http = httpx.Client(timeout=120, headers={"Authorization": f"Bearer {key}"} if key else {})
-        self.reached = False
+    def __init__(self, url: str, model: str, key: str):
+        self.model, self.reached = model, False
+        self.client = HttpClient(url, headers={"Authorization": f"Bearer {key}"} if key else None, timeout=120,
+                                 retries=RETRIES - 1, hint=" (--judge-url)")
+        self.url = self.client.base_url + "/chat/completions"
 
     def ask(self, content: str) -> str:
-        import httpx
-
         body = {"model": self.model, "temperature": 0,
                 "messages": [{"role": "system", "content": SYSTEM}, {"role": "user", "content": content}]}
-        for attempt in range(RETRIES):
-            try:
-                response = self.http.post(self.url, json=body)
-            except httpx.TransportError as exc:
-                if not self.reached:
-                    raise ConfigError(f"The judge at {self.url} is unreachable ({exc}). Check --judge-url; "
-                                      "the eval records are kept, rerun to judge them.") from exc
-                time.sleep(2 ** attempt)
-                continue
-            if response.status_code in (401, 403, 404):
-                raise ConfigError(f"The judge at {self.url} answered {response.status_code}: "
-                                  f"{response.text[:200]}. Check --judge-url, --judge-model and the key in "
-                                  "--judge-key-env.")
-            if response.status_code >= 500 or response.status_code == 429:
-                time.sleep(2 ** attempt)
-                continue
-            response.raise_for_status()
-            self.reached = True
-            return response.json()["choices"][0]["message"]["content"] or ""
-        raise RuntimeError(f"no answer after {RETRIES} tries")
+        try:
+            answer = self.client.post("chat/completions", body)
+        except RemoteModelError as exc:
+            if exc.status in (401, 403, 404):
+                raise ConfigError(f"The judge at {self.url} answered {exc.status}: {exc} Check --judge-url, "
+                                  "--judge-model and the key in --judge-key-env.") from exc
+            if exc.status is None and not self.reached:
+                raise ConfigError(f"The judge at {self.url} is unreachable ({exc}). Check --judge-url; "
+                                  "the eval records are kept, rerun to judge them.") from exc
+            raise
+        self.reached = True
+        return answer["choices"][0]["message"]["content"] or ""
+
+    def close(self) -> None:
+        self.client.close()
 
 
 def summarise_judgements(rows: list[dict]) -> dict:

@@ -7,10 +7,11 @@ import html
 import json
 from pathlib import Path
 
-from .errors import ConfigError
-from .evaluate import read_records
-from .jsonl import read_jsonl
+from ..errors import ConfigError
+from ..jsonl import read_jsonl
+from .judge import summarise_judgements
 from .metrics import KL_STEPWISE, summarise
+from .rundir import judge_path, read_records, run_config
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
            ("coherence", "coherence", 3), ("tokens", "tokens", 1), ("seconds", "s / response", 2),
@@ -48,7 +49,7 @@ def _interval(cell: dict, digits: int) -> str:
 def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
     methods = summary["methods"]
     order = sorted(methods, key=lambda m: -methods[m]["reward"]["mean"])
-    config = _run_config(run_dir)
+    config = run_config(run_dir)
     lines = [f"# Evaluation: {run_dir.name}", "",
              f"{len(records)} responses; {len(methods)} methods; prompts `{config.get('prompts', '?')}` split "
              f"`{config.get('split', '?')}`; reference `{config.get('reference', '?')}`; target reward "
@@ -101,17 +102,10 @@ def _judge_table(judge: dict) -> list[str]:
 
 
 def _judge_summary(run_dir: Path) -> dict | None:
-    path = run_dir / "judge.jsonl"
+    path = judge_path(run_dir)
     if not path.is_file():
         return None
-    from .judge import summarise_judgements
-
     return summarise_judgements(read_jsonl(path))
-
-
-def _run_config(run_dir: Path) -> dict:
-    path = run_dir / "config.json"
-    return json.loads(path.read_text()) if path.is_file() else {}
 
 
 # --- plots ----------------------------------------------------------------------------------------

@@ -1,0 +1,25 @@
+"""tqstar.eval: comparing methods over a prompt set — run options, the resumable run directory, workers
+(processes or Ray), metrics, the LLM judge and the report. Names load on first use, so importing the
+package stays cheap."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["EvalConfig", "MethodSpec", "method_specs", "PRESETS"], "config"),
+    **dict.fromkeys(["records_path", "read_records"], "rundir"),
+    **dict.fromkeys(["Chunk", "ChunkWorker", "run_chunks"], "workers"),
+    "run_eval": "run",
+    **dict.fromkeys(["diversity", "response_kls", "trace_kl", "path_log_prob", "best_of_n_kl", "bootstrap_mean",
+                     "duel", "summarise", "KL_STEPWISE", "KL_PATH", "KL_BEST_OF_N"], "metrics"),
+    **dict.fromkeys(["judge_run", "summarise_judgements"], "judge"),
+    "write_report": "report",
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+__all__ = list(_EXPORTS)

@@ -1,0 +1,46 @@
+"""``tqstar eval``: run several decoding methods over a prompt set, one JSON Lines record per
+(method, prompt), resumable at any moment.
+
+Prompts are cut into fixed chunks of ``batch_size``; a chunk is the unit of work, of seeding and of
+writing. Its records are appended in one write, and on resume a chunk counts as done only when all
+its records are on disk, so a ``kill -9`` costs at most the chunks in flight and a rerun reproduces
+the same responses (the chunk's seed does not depend on what ran before it).
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Iterable
+
+from tqdm import tqdm
+
+from ..jsonl import append_jsonl
+from ..prompts import load_prompts
+from .config import EvalConfig, method_specs
+from .judge import judge_run
+from .rundir import claim_run_dir, keep_complete_chunks, records_path
+from .workers import Chunk, run_chunks
+
+
+def run_eval(config: EvalConfig, progress: bool = True) -> Path:
+    """Run every method over the prompts, continuing a run directory; return the directory."""
+    specs = method_specs(config)
+    prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
+    claim_run_dir(config, specs)
+    run_dir = Path(config.output)
+    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size])
+              for spec in specs for start in range(0, len(prompts), config.batch_size)]
+    done = keep_complete_chunks(run_dir, {(c.spec.label, c.start): list(range(c.start, c.start + len(c.prompts)))
+                                           for c in chunks})
+    todo = [c for c in chunks if (c.spec.label, c.start) not in done]
+    for records in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
+        append_jsonl(records_path(run_dir), records)
+    if config.judge_url:
+        judge_run(config, specs)
+    return run_dir
+
+
+def _progress(items: Iterable, enabled: bool, todo: int, total: int):
+    if not enabled:
+        return items
+    return tqdm(items, total=todo, desc=f"eval chunks ({total - todo} of {total} already done)", unit="chunk")
