@@ -15,8 +15,7 @@ from tqstar.decoding import DecodeConfig, Roles, build_decoder
 from tqstar.errors import ConfigError, ModelLoadError, RemoteModelError
 from tqstar.models import RemoteSpec, load_language_model, load_remote_model
 from tqstar.rewards import CallableReward, load_reward
-from tqstar.serve import ServeConfig, serve_in_thread
-from tqstar.serve_app import create_app
+from tqstar.serve import ServeConfig, create_app, serve_in_thread
 
 PROMPTS = ["Say something kind.", "How do I boil an egg?"]
 

@@ -14,11 +14,10 @@ import pytest
 
 from tqstar.decoding import DecodeConfig, Roles, build_decoder
 from tqstar.errors import ConfigError
-from tqstar.loadtest import first_line
+from tqstar.serve.loadtest import first_line
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward, load_reward
-from tqstar.serve import ServeConfig, bind, serve_in_thread
-from tqstar.serve_app import create_app
+from tqstar.serve import ServeConfig, bind, create_app, serve_in_thread
 
 DEFAULTS = DecodeConfig(top_k=3, horizon=2, max_new_tokens=4)
 PROMPT = "Say something kind."
@@ -307,7 +306,7 @@ def test_a_stream_that_fails_before_its_first_token_gets_the_error_status(contro
 
 
 def test_a_stream_that_fails_after_its_first_token_ends_with_an_error_event_the_load_test_counts(controlled, capsys):
-    from tqstar.loadtest import main
+    from tqstar.serve.loadtest import main
 
     controlled.switch.fail_every = 2  # one reward call per token: each request gets its first token, then fails
     assert main(["--url", controlled.url, "--clients", "1", "--requests", "2", "--max-tokens", "2", "--stream"]) == 1
@@ -460,7 +459,7 @@ def test_on_token_sees_each_token_and_stops_only_its_row(roles):
 
 
 def test_load_test_reports_latency_percentiles_and_no_errors(server, capsys):
-    from tqstar.loadtest import main
+    from tqstar.serve.loadtest import main
 
     assert main(["--url", server.url, "--clients", "8", "--requests", "16", "--max-tokens", "2"]) == 0
     summary = json.loads(capsys.readouterr().out.splitlines()[-1])

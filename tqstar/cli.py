@@ -55,7 +55,7 @@ def build_parser() -> argparse.ArgumentParser:
     report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
     serve = commands.add_parser("serve", help="Serve the decoders over an OpenAI-compatible HTTP API.")
-    from .serve import ServeConfig
+    from .serve.config import ServeConfig
 
     add_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
@@ -70,7 +70,7 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            from .serve import run_serve
+            from .serve.server import run_serve
 
             return run_serve(args)
         if args.command == "bench":

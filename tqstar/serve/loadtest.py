@@ -1,6 +1,6 @@
 """A bounded load test of ``tqstar serve``: concurrent clients, a fixed number of chat requests.
 
-    python -m tqstar.loadtest --clients 32 --requests 96 --max-tokens 8 -- --reference smollm2 --reward sentiment
+    python -m tqstar.serve.loadtest --clients 32 --requests 96 --max-tokens 8 -- --reference smollm2 --reward sentiment
 
 Without ``--url`` it starts ``tqstar serve --port 0 SERVE_FLAGS...`` on loopback (flags after ``--``),
 waits for it, runs the clients, stops it. It prints latency percentiles, errors and throughput as one
@@ -21,6 +21,10 @@ import threading
 import time
 from collections import Counter
 from dataclasses import dataclass, field
+
+import httpx
+
+from ..prompts import load_prompts
 
 
 @dataclass
@@ -53,7 +57,7 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="python -m tqstar.loadtest", description=__doc__,
+    parser = argparse.ArgumentParser(prog="python -m tqstar.serve.loadtest", description=__doc__,
                                      formatter_class=argparse.RawDescriptionHelpFormatter)
     parser.add_argument("--url", help="Base URL of a running server (…/v1); default: start one.")
     parser.add_argument("--clients", type=int, default=32, help="Concurrent clients.")
@@ -69,8 +73,6 @@ def _parser() -> argparse.ArgumentParser:
 
 
 def _prompts() -> list[str]:
-    from .prompts import load_prompts
-
     return load_prompts("tqstar", split="dev")
 
 
@@ -97,8 +99,6 @@ def first_line(process: subprocess.Popen, seconds: float) -> str:
 
 
 async def _run(url: str, args, prompts: list[str]) -> Outcome:
-    import httpx
-
     outcome, next_index = Outcome(), iter(range(args.requests))
     headers = {"Authorization": f"Bearer {args.api_key}"} if args.api_key else {}
     limits = httpx.Limits(max_connections=args.clients)
@@ -154,8 +154,6 @@ async def _streamed(http, body: dict, started: float) -> tuple[int | str, int, f
 
 
 def _health(url: str, api_key: str | None) -> dict:
-    import httpx
-
     headers = {"Authorization": f"Bearer {api_key}"} if api_key else {}
     try:
         return httpx.get(url.removesuffix("/v1") + "/health", headers=headers, timeout=10).json()

@@ -1,4 +1,5 @@
-"""The FastAPI app of ``tqstar serve``: routes, API key, body limits, streaming and disconnects."""
+"""The FastAPI app of ``tqstar serve``: routes, API key, body limits, streaming and disconnects. A method
+request builds its decoder here, on arrival, so options the decoder refuses fail before queueing."""
 
 from __future__ import annotations
 
@@ -7,19 +8,23 @@ import hmac
 import json
 import time
 from contextlib import asynccontextmanager
+from dataclasses import replace
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
-from .decoding.build import build_decoder
-from .decoding.config import DecodeConfig
-from .decoding.roles import Roles
-from .errors import TQStarError
-from .serve import ServeConfig
-from .serve_engine import Engine, EngineDown, Job, QueueFull, engine_down
-from .serve_protocol import (ApiError, Catalog, Limits, MethodRequest, RawRequest, chunk, evidence, method_response,
-                             new_id, parse_chat, parse_completion, raw_response, usage_chunk)
+from ..decoding.build import build_decoder
+from ..decoding.config import DecodeConfig
+from ..decoding.roles import Roles
+from ..errors import TQStarError
+from .config import ServeConfig
+from .engine import Engine, EngineDown, QueueFull, engine_down
+from .jobs import Job
+from .methods import Catalog, chunk, evidence, method_response, parse_chat, parse_completion, usage_chunk
+from .protocol import ApiError, DoneEvent, ErrorEvent, Event, Limits, MethodRequest, RawRequest, TokenEvent
+from .raw import raw_response
+from .wire import new_id, sse
 
 #: How often a waiting non-streaming request checks whether its client is still there.
 POLL_SECONDS = 0.25
@@ -78,19 +83,20 @@ def _model_cards(catalog: Catalog, roles: Roles) -> list[dict]:
     for name in catalog.model_ids() + ["reference", "baseline"]:
         card = {"id": name, "object": "model", "created": created, "owned_by": "tqstar"}
         if name in catalog.raw:  # what a remote client reads the context length from, like vLLM's
-            card["max_model_len"] = (roles.reference if catalog.raw[name] == "reference" else roles.baseline).max_length
+            card["max_model_len"] = roles.model(catalog.raw[name]).max_length
         cards.append(card)
     return cards
 
 
 async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: Engine, roles: Roles,
                   config: ServeConfig) -> Response:
+    decoder = None
     if isinstance(parsed, MethodRequest):
         try:  # option combinations the decoder refuses (e.g. tq-indirect without r_BL) fail before queueing
-            build_decoder(parsed.config, roles)
+            decoder = build_decoder(replace(parsed.config, batch_size=config.max_batch), roles)
         except TQStarError as exc:
             raise ApiError(422, str(exc), None, "invalid_option") from None
-    job = Job(parsed, asyncio.get_running_loop())
+    job = Job(parsed, asyncio.get_running_loop(), decoder)
     try:
         engine.submit(job)
     except QueueFull:
@@ -102,21 +108,21 @@ async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: 
         event = await _next_event(job, request)
         # the stream opens with the first token: a request that fails before it (a prompt too long for the
         # context, a failed batch) gets its error status rather than a 200 stream
-        if isinstance(parsed, MethodRequest) and parsed.stream and event[0] != "error":
+        if isinstance(parsed, MethodRequest) and parsed.stream and not isinstance(event, ErrorEvent):
             return StreamingResponse(_stream(job, parsed, event), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
-        while event[0] not in ("done", "error"):
+        while not isinstance(event, (DoneEvent, ErrorEvent)):
             event = await _next_event(job, request)
     except _Gone:
         return Response(status_code=499)
-    if event[0] == "error":
-        raise event[1]
+    if isinstance(event, ErrorEvent):
+        raise event.error
     if isinstance(parsed, RawRequest):
-        return JSONResponse(raw_response(parsed, event[1]))
-    return JSONResponse(method_response(parsed, new_id(parsed.chat), event[1]))
+        return JSONResponse(raw_response(parsed, event.result))
+    return JSONResponse(method_response(parsed, new_id(parsed.chat), event.result))
 
 
-async def _next_event(job: Job, request: Request) -> tuple:
+async def _next_event(job: Job, request: Request) -> Event:
     """The job's next event, cancelling the job when its client has gone away."""
     while True:
         try:
@@ -126,39 +132,32 @@ async def _next_event(job: Job, request: Request) -> tuple:
                 job.cancel()
                 raise _Gone from None
             continue
-        if event[0] == "error" and not isinstance(event[1], ApiError):
-            return ("error", ApiError(500, str(event[1]), kind="server_error"))
         return event
 
 
-async def _stream(job: Job, request: MethodRequest, event: tuple):
+async def _stream(job: Job, request: MethodRequest, event: Event):
     """Server-sent events from the job's first ``event`` on: a chunk per token, a last chunk with the finish
     reason, then ``[DONE]``."""
     answer_id = new_id(request.chat)
     try:
         if request.chat:
-            yield _sse(chunk(request, answer_id, None, first=True))
+            yield sse(chunk(request, answer_id, None, first=True))
         while True:
-            kind, *data = event
-            if kind == "token" and data[1]:
-                yield _sse(chunk(request, answer_id, data[1]))
-            elif kind == "done":
-                done = data[0]
-                yield _sse(chunk(request, answer_id, None, done["finish_reason"], tqstar=evidence(request, done)))
+            if isinstance(event, TokenEvent) and event.text:
+                yield sse(chunk(request, answer_id, event.text))
+            elif isinstance(event, DoneEvent):
+                done = event.result
+                yield sse(chunk(request, answer_id, None, done.finish_reason, tqstar=evidence(request, done)))
                 if request.include_usage:
-                    yield _sse(usage_chunk(request, answer_id, done))
+                    yield sse(usage_chunk(request, answer_id, done))
                 break
-            elif kind == "error":
-                yield _sse(data[0].body())
+            elif isinstance(event, ErrorEvent):
+                yield sse(event.error.body())
                 break
             event = await job.events.get()
         yield "data: [DONE]\n\n"
     finally:  # the client went away (or the answer is complete): stop decoding this row
         job.cancel()
-
-
-def _sse(payload: dict) -> str:
-    return f"data: {json.dumps(payload, ensure_ascii=False)}\n\n"
 
 
 async def _read_json(request: Request, limit: int) -> dict:

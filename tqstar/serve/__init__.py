@@ -1,0 +1,22 @@
+"""tqstar.serve: the decoders behind an OpenAI-compatible HTTP API (docs/serving.md) — options, request
+parsing, the queue and model thread, the app and its entry points. Names load on first use, so importing
+the package stays cheap."""
+
+from importlib import import_module
+
+_EXPORTS = {
+    **dict.fromkeys(["ServeConfig", "API_KEY_ENV"], "config"),
+    **dict.fromkeys(["run_serve", "bind", "serve_in_thread", "RunningServer", "raw_model_names"], "server"),
+    "create_app": "app",
+    "Engine": "engine",
+    **dict.fromkeys(["ApiError", "Limits", "MethodRequest", "RawRequest", "Finished", "RawFinished"], "protocol"),
+}
+
+
+def __getattr__(name: str):
+    if name not in _EXPORTS:
+        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
+    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
+
+
+__all__ = list(_EXPORTS)
