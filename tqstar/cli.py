@@ -7,10 +7,20 @@ import json
 import sys
 from dataclasses import replace
 
+from .align import AlignConfig, run_align
+from .bench import BenchConfig, run_bench
+from .decoding.build import build_decoder
 from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.decoder import write_trace
 from .decoding.methods import METHOD_TABLE
+from .decoding.roles import Roles
 from .errors import TQStarError
+from .eval.config import EvalConfig
+from .eval.report import write_report
+from .eval.run import run_eval
 from .options import add_flags, from_args, load_config_file
+from .serve.config import ServeConfig
+from .serve.server import run_serve
 
 COMPARE = tuple(m.name for m in METHOD_TABLE if m.compare)
 
@@ -43,24 +53,16 @@ def build_parser() -> argparse.ArgumentParser:
     gen.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_flags(gen, DecodeConfig, RolesConfig)
     align = commands.add_parser("align", help="Make an aligned baseline: DPO with a LoRA adapter on the reference.")
-    from .align import AlignConfig
-
     add_flags(align, AlignConfig)
     evaluate = commands.add_parser("eval", help="Compare methods over a prompt set; resumable run directory.")
-    from .eval.config import EvalConfig
-
     evaluate.add_argument("--config", metavar="FILE", help="JSON or TOML file of eval options; flags override it.")
     evaluate.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_flags(evaluate, EvalConfig)
     report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
     serve = commands.add_parser("serve", help="Serve the decoders over an OpenAI-compatible HTTP API.")
-    from .serve.config import ServeConfig
-
     add_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
-    from .bench import BenchConfig
-
     add_flags(bench, BenchConfig, RolesConfig)
     return parser
 
@@ -70,12 +72,8 @@ def main(argv: list[str] | None = None) -> int:
     args = parser.parse_args(argv)
     try:
         if args.command == "serve":
-            from .serve.server import run_serve
-
             return run_serve(args)
         if args.command == "bench":
-            from .bench import BenchConfig, run_bench
-
             return run_bench(*from_args(args, BenchConfig, RolesConfig))
         if args.command == "align":
             return _align(args)
@@ -93,10 +91,6 @@ def main(argv: list[str] | None = None) -> int:
 
 
 def _generate(args) -> int:
-    from .decoding.build import build_decoder
-    from .decoding.decoder import write_trace
-    from .decoding.roles import Roles
-
     config, roles_config = from_args(args, DecodeConfig, RolesConfig, base=_config_file(args))
     roles = Roles.load(roles_config)
     methods = COMPARE if args.compare else (config.method,)
@@ -115,8 +109,6 @@ def _generate(args) -> int:
 
 
 def _align(args) -> int:
-    from .align import AlignConfig, run_align
-
     metadata = run_align(*from_args(args, AlignConfig))
     dev = metadata["dev_reward"]
     print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
@@ -126,10 +118,6 @@ def _align(args) -> int:
 
 
 def _eval(args) -> int:
-    from .eval.config import EvalConfig
-    from .eval.report import write_report
-    from .eval.run import run_eval
-
     config, = from_args(args, EvalConfig, base=_config_file(args))
     run_dir = run_eval(config, progress=not args.quiet)
     print(f"Records in {run_dir / 'records.jsonl'}; report: {write_report(run_dir)}")
@@ -137,8 +125,6 @@ def _eval(args) -> int:
 
 
 def _report(args) -> int:
-    from .eval.report import write_report
-
     print(write_report(args.run_dir))
     return 0
 
