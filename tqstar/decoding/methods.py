@@ -11,13 +11,11 @@ from typing import TYPE_CHECKING, Callable
 from ..errors import ConfigError
 from .values import IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue
 
-if TYPE_CHECKING:  # both import this table at run time
+if TYPE_CHECKING:
     import torch
 
     from ..models.protocol import LanguageModel
-    from .config import DecodeConfig
     from .protocol import ValueEstimator
-    from .roles import Roles
 
 #: N and T of the weighted estimators when the user sets neither (one weight, or greedy rollouts, cannot transfer).
 WEIGHTED_ROLLOUTS, WEIGHTED_TEMPERATURE = 4, 1.0
@@ -38,7 +36,9 @@ class Need(Enum):
     DPO_BETA = "dpo_beta"  # with an implicit r_BL: the β the baseline was DPO-trained with
 
 
-EstimatorFactory = Callable[["DecodeConfig", "Roles", "LanguageModel", "torch.Generator"], "ValueEstimator"]
+#: (config, roles, proposal model, generator) -> estimator. DecodeConfig and Roles sit above this table
+#: (both read it), so it never imports them.
+EstimatorFactory = Callable[[object, object, "LanguageModel", "torch.Generator"], "ValueEstimator"]
 
 
 @dataclass(frozen=True)
@@ -69,8 +69,8 @@ class Method:
     def default_rollout_temperature(self) -> float:
         return WEIGHTED_TEMPERATURE if self.weighted else 0.0
 
-    def roles(self, config: DecodeConfig) -> tuple[str, str]:
-        """The (proposal, prior) roles this method decodes with under ``config``."""
+    def roles(self, config) -> tuple[str, str]:
+        """The (proposal, prior) roles this method decodes with under ``config`` (a DecodeConfig)."""
         return self.proposal or config.proposal, self.prior or config.prior
 
 
