@@ -19,6 +19,7 @@ from .eval.config import EvalConfig
 from .eval.report import write_report
 from .eval.run import run_eval
 from .options import add_flags, from_args, load_config_file
+from .rewards.training import RewardModelConfig, train_reward_model
 from .serve.config import ServeConfig
 from .serve.server import run_serve
 
@@ -64,6 +65,11 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     add_flags(bench, BenchConfig, RolesConfig)
+    reward_model = commands.add_parser("reward-model", help="Train a reward model on chosen/rejected pairs.")
+    train = reward_model.add_subparsers(dest="action", required=True).add_parser(
+        "train", help="Bradley-Terry training of a MiniLM cross-encoder (LoRA + head); resumable; docs/reward.md.")
+    train.add_argument("--quiet", action="store_true", help="No progress bar.")
+    add_flags(train, RewardModelConfig)
     return parser
 
 
@@ -81,6 +87,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "reward-model":
+            return _train_reward_model(args)
         return _generate(args)
     except TQStarError as exc:
         print(f"tqstar: error: {exc}", file=sys.stderr)
@@ -121,6 +129,15 @@ def _eval(args) -> int:
     config, = from_args(args, EvalConfig, base=_config_file(args))
     run_dir = run_eval(config, progress=not args.quiet)
     print(f"Records in {run_dir / 'records.jsonl'}; report: {write_report(run_dir)}")
+    return 0
+
+
+def _train_reward_model(args) -> int:
+    (config,) = from_args(args, RewardModelConfig)
+    metadata = train_reward_model(config, progress=not args.quiet)
+    accuracy = metadata["heldout_accuracy"]
+    print(f"{metadata['counts']['train']} training pairs; held-out pairwise accuracy {accuracy['overall']:.3f} "
+          f"on {metadata['counts']['heldout']} pairs. Saved to {config.output}; use it with --reward {config.output}")
     return 0
 
 

@@ -11,10 +11,12 @@ from ..errors import RewardError
 from .builtin import NontoxicReward, RelevanceReward, SentimentReward, helpful_harmless
 from .classifier import HFRewardModel, looks_like_path
 from .protocol import CallableReward, Reward, WeightedSum
+from .trained import TrainedRewardModel, is_trained_reward_model_dir
 
 _CHOICES = (
     "sentiment, nontoxic, relevance, helpful_harmless, a weighted sum like 'relevance+0.5*sentiment', "
-    "a local reward-model directory, hf:MODEL_ID, or a Python callable"
+    "a local reward-model directory (transformers, or trained by 'tqstar reward-model train'), hf:MODEL_ID, "
+    "or a Python callable"
 )
 
 
@@ -23,6 +25,7 @@ def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> 
 
     * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"helpful_harmless"``: the built-ins;
     * ``"relevance+0.5*sentiment"``: a ``WeightedSum`` (terms joined by '+', optional ``W*``);
+    * a directory written by ``tqstar reward-model train``: a ``TrainedRewardModel``;
     * a local directory holding ``config.json``, or ``"hf:MODEL_ID"``: an ``HFRewardModel``;
     * an object with a ``score`` method passes through; another callable becomes a ``CallableReward``.
 
@@ -40,6 +43,8 @@ def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> 
     if text.startswith("hf:") and len(text) > 3:
         return HFRewardModel(text[3:], device=device)
     path = Path(text).expanduser()
+    if is_trained_reward_model_dir(path):
+        return TrainedRewardModel(path, device=device)
     if (path / "config.json").is_file():
         return HFRewardModel(text, device=device)
     if path.is_dir() or (looks_like_path(text) and "+" not in text):
