@@ -174,7 +174,7 @@ def test_killed_run_resumes_from_its_last_checkpoint(trained, tmp_path):
 
 def test_resuming_with_other_options_is_refused(trained):
     out, _, config = trained
-    with pytest.raises(ConfigError, match="learning_rate=0.0005 \\(now 0.001\\)"):
+    with pytest.raises(ConfigError, match="--learning-rate 0.0005 \\(now 0.001\\)"):
         train_reward_model(tiny_config(out, Path(config.data), learning_rate=1e-3), progress=False)
 
 

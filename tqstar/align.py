@@ -22,7 +22,7 @@ from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 from .models.loader import load_language_model
 from .models.spec import resolve_device
-from .options import at_least, check_field_types, option, positive
+from .options import at_least, check_field_types, claim_run, option, positive
 from .prompts import load_prompts
 from .rewards.loading import load_reward
 
@@ -162,17 +162,7 @@ RESUMABLE_CHANGES = ("output", "limit", "dev_limit")
 
 def check_same_run(config: AlignConfig, out: Path) -> None:
     """Refuse to mix pairs or checkpoints made with other options (another reference, reward, β, ...)."""
-    path = out / "run.json"
-    wanted = {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}
-    if not path.is_file():
-        path.write_text(json.dumps(wanted, indent=2))
-        return
-    started = json.loads(path.read_text())
-    changed = [f"--{k.replace('_', '-')} {started.get(k)!r} (now {v!r})" for k, v in wanted.items() if started.get(k) != v]
-    if changed:
-        raise ConfigError(f"{out} holds a run started with {', '.join(changed)}; resuming it would mix "
-                          "pairs or checkpoints of two setups. Repeat the original options to resume, or "
-                          "pass a new --output.")
+    claim_run(out, {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}, "an align run")
 
 
 def _plain_model_dir(reference, out: Path) -> str:

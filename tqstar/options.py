@@ -195,3 +195,17 @@ def load_config_file(path: str | Path) -> dict[str, Any]:
         return json.loads(path.read_text())
     except ValueError as exc:
         raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
+
+
+def claim_run(out: Path, options: dict[str, Any], what: str) -> None:
+    """Keep the options a resumable run started with in ``out/run.json``, and refuse to resume it with
+    others: its pairs or checkpoints would then mix two setups."""
+    path = Path(out) / "run.json"
+    if not path.is_file():
+        path.write_text(json.dumps(options, indent=2))
+        return
+    started = json.loads(path.read_text())
+    changed = [f"--{k.replace('_', '-')} {started.get(k)!r} (now {v!r})" for k, v in options.items() if started.get(k) != v]
+    if changed:
+        raise ConfigError(f"{out} holds {what} started with {', '.join(changed)}; resuming it would mix two setups. "
+                          "Repeat the original options to resume, or pass a new --output.")

@@ -15,7 +15,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..models.spec import resolve_device
-from ..options import at_least, check_field_types, option, positive
+from ..options import at_least, check_field_types, claim_run, option, positive
 from ..prompts import DATA_DIR
 from .trained import BASE, FORMAT, FORMAT_VERSION, MAX_POSITIONS, _load_base, _score_pairs
 
@@ -138,7 +138,8 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     train, heldout = load_preference_pairs(config.data)
     train = train[:config.limit] if config.limit else train
     out.mkdir(parents=True, exist_ok=True)
-    _check_same_run(config, out)
+    # checkpoints made with other options (data, rate, rank, ...) must not be resumed
+    claim_run(out, {key: value for key, value in asdict(config).items() if key != "output"}, "a reward-model run")
     model, tokenizer, state, resumed = _fit(config, train, out, progress)
     model.eval()
 
@@ -165,20 +166,6 @@ def _finished_metadata(out: Path, config: RewardModelConfig) -> dict | None:
         return None
     metadata = json.loads(path.read_text())
     return metadata if metadata.get("config") == asdict(config) else None
-
-
-def _check_same_run(config: RewardModelConfig, out: Path) -> None:
-    """Refuse to resume checkpoints made with other options (data, rate, rank, ...)."""
-    path = out / "run.json"
-    wanted = {key: value for key, value in asdict(config).items() if key != "output"}
-    if not path.is_file():
-        path.write_text(json.dumps(wanted, indent=2))
-        return
-    started = json.loads(path.read_text())
-    changed = [f"{key}={started.get(key)!r} (now {value!r})" for key, value in wanted.items() if started.get(key) != value]
-    if changed:
-        raise ConfigError(f"{out} holds a reward-model run started with {', '.join(changed)}; resuming it would mix "
-                          "checkpoints of two setups. Repeat the original options to resume, or pass a new output.")
 
 
 def _fit(config: RewardModelConfig, train: list[dict], out: Path, progress: bool):
