@@ -1,5 +1,6 @@
-"""JSON Lines files that survive a kill: appends are single writes, reads stop at a torn last line,
-rewrites replace the file atomically. Used by align's pairs, eval's records and the judge's verdicts."""
+"""JSON and JSON Lines files that survive a kill: appends are single writes, reads stop at a torn last
+line, rewrites and whole documents replace the file atomically. Used by align's pairs, eval's records and
+the judge's verdicts, and by the run and metadata files of resumable commands."""
 
 from __future__ import annotations
 
@@ -31,6 +32,13 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
         os.fsync(fd)
     finally:
         os.close(fd)
+
+
+def write_json(path: Path, value) -> None:
+    """Write one JSON document atomically: a kill leaves the old file or the new one, never half of one."""
+    partial = path.with_name(path.name + ".partial")
+    partial.write_text(json.dumps(value, indent=2), encoding="utf-8")
+    os.replace(partial, path)
 
 
 def rewrite_jsonl(path: Path, records: Iterable[dict]) -> None:

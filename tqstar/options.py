@@ -14,6 +14,7 @@ from pathlib import Path
 from typing import Any
 
 from .errors import ConfigError
+from .jsonl import write_json
 
 try:
     import tomllib
@@ -202,7 +203,7 @@ def claim_run(out: Path, options: dict[str, Any], what: str) -> None:
     others: its pairs or checkpoints would then mix two setups."""
     path = Path(out) / "run.json"
     if not path.is_file():
-        path.write_text(json.dumps(options, indent=2))
+        write_json(path, options)
         return
     started = json.loads(path.read_text())
     changed = [f"--{k.replace('_', '-')} {started.get(k)!r} (now {v!r})" for k, v in options.items() if started.get(k) != v]

@@ -4,11 +4,10 @@ method and prompt), judge.jsonl. Resuming keeps whole chunks only."""
 from __future__ import annotations
 
 import json
-import os
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..jsonl import read_jsonl, rewrite_jsonl
+from ..jsonl import read_jsonl, rewrite_jsonl, write_json
 from .config import EvalConfig, MethodSpec
 
 
@@ -34,9 +33,7 @@ def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
             raise ConfigError(f"{out} holds a run started with other options ({', '.join(changed)}). Repeat the "
                               "original command to resume it, or pass a new --output.")
         return
-    partial = path.with_suffix(".partial")
-    partial.write_text(json.dumps(identity, indent=2))
-    os.replace(partial, path)
+    write_json(path, identity)
 
 
 def keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]]) -> set[tuple[str, int]]:

@@ -14,6 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..jsonl import write_json
 from ..models.spec import resolve_device
 from ..options import at_least, check_field_types, claim_run, option, positive
 from ..prompts import DATA_DIR
@@ -154,9 +155,7 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
         "heldout_accuracy": _pairwise_accuracy(score, heldout),
         "train_scores": _score_spread(score, train),
     }
-    partial = out / "metadata.json.partial"
-    partial.write_text(json.dumps(metadata, indent=2))
-    os.replace(partial, out / "metadata.json")  # written last and atomically: its presence marks a finished run
+    write_json(out / "metadata.json", metadata)  # written last and atomically: its presence marks a finished run
     return metadata
 
 
