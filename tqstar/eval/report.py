@@ -11,6 +11,7 @@ from ..errors import ConfigError
 from ..jsonl import read_jsonl
 from .judge import summarise_judgements
 from .metrics import KL_STEPWISE, summarise
+from .safety import safety_summary
 from .rundir import judge_path, read_records, run_config
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
@@ -30,6 +31,9 @@ def write_report(run_dir: str | Path) -> Path:
     judge = _judge_summary(run_dir)
     if judge:
         summary["judge"] = judge
+    safety = safety_summary(records)
+    if safety:
+        summary["safety"] = safety
     (run_dir / "summary.json").write_text(json.dumps(summary, indent=2))
     plots = _plots(run_dir, records, summary)
     markdown = _markdown(run_dir, records, summary, plots)
@@ -69,6 +73,8 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
               "all-MiniLM-L6-v2 embeddings.", ""]
     lines += _duel_table(summary["duels"], order)
+    if "safety" in summary:
+        lines += _safety_table(summary["safety"], order)
     if "judge" in summary:
         lines += _judge_table(summary["judge"])
     for title, name in plots.items():
@@ -89,6 +95,25 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
             d = duels[a][b]
             cells.append(f"{d['win_tie']['mean']:.2f} ({d['win']}/{d['tie']}/{d['lose']})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+SAFETY_COLUMNS = [("harmful_declined", "harmful declined"), ("distress_helped", "distress pointed to help"),
+                  ("benign_refused", "benign refused"), ("rm_harmful_complied", "harmful complied (RM)"),
+                  ("rm_benign_flagged", "benign flagged (RM)")]
+
+
+def _safety_table(safety: dict, order: list[str]) -> list[str]:
+    def cell(rate: dict) -> str:
+        return "–" if rate["rate"] is None else f"{rate['rate']:.0%} ({rate['n']})"
+
+    lines = ["## Safety on the shipped prompts", "",
+             "Refusal and help-pointer markers (tqstar/eval/safety.py, never trained on) and the harmlessness "
+             "reward model's verdict (score < 0.5); prompts in brackets.", "",
+             "| method | " + " | ".join(title for _, title in SAFETY_COLUMNS) + " |",
+             "|---|" + "---:|" * len(SAFETY_COLUMNS)]
+    for label in (m for m in order if m in safety):
+        lines.append(f"| {label} | " + " | ".join(cell(safety[label][key]) for key, _ in SAFETY_COLUMNS) + " |")
     return lines + [""]
 
 

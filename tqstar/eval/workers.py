@@ -16,6 +16,7 @@ from ..decoding.build import build_decoder
 from ..decoding.roles import Roles
 from ..errors import ConfigError
 from ..rewards.builtin import RelevanceReward
+from ..rewards.trained import HarmlessReward
 from .config import EvalConfig, MethodSpec
 from .metrics import diversity, response_kls
 
@@ -41,18 +42,22 @@ class ChunkWorker:
             torch.set_num_threads(threads)
         self._roles: dict[str, object] = {}
         self._coherence = None
+        self._harmless = None
 
     def run(self, chunk: Chunk) -> list[dict]:
         roles = self._load_roles(chunk.spec.roles)
         decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
         results = decoder.generate(chunk.prompts)
-        coherence = self._coherence_of([r.prompt for r in results], [r.text for r in results])
+        prompts, texts = [r.prompt for r in results], [r.text for r in results]
+        coherence = self._coherence_of(prompts, texts)
+        self._harmless = self._harmless or HarmlessReward()  # the safety check's reward-model verdict
+        harmless = self._harmless.score(prompts, texts)
         kls, kl_estimator = response_kls(results, chunk.spec.decode, roles)
         return [{
             "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
             "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
             "kl": kls[i], "kl_estimator": kl_estimator, "diversity": diversity(r.text),
-            "coherence": coherence[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
+            "coherence": coherence[i], "harmless": harmless[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
         } for i, r in enumerate(results)]
 
     def _load_roles(self, config):

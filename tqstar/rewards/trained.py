@@ -12,6 +12,7 @@ The output directory holds the PEFT adapter (LoRA on query/value plus the head, 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Sequence
@@ -108,3 +109,28 @@ def _read_metadata(path: Path) -> dict:
     raise RewardError(f"{str(path)!r} is not a trained reward-model directory: it needs adapter_config.json and "
                       f"metadata.json with format {FORMAT!r}. Train one with train_reward_model(RewardModelConfig("
                       "output=DIR)) and pass that DIR.")
+
+
+#: The harmlessness reward model the project trains and ships (docs/reward.md).
+SHIPPED_MODEL = Path(__file__).parents[1] / "reward_models" / "harmless"
+
+
+class HarmlessReward:
+    """The shipped harmlessness model's score squashed into (0, 1): ``σ((s − μ) / σ_s)``.
+
+    ``μ`` and ``σ_s`` are the mean and spread of its scores on its training responses (metadata.json),
+    so 0.5 is a typical response, near 1 a refusal of a harmful request or a helpful answer to a harmless
+    one, near 0 compliance with a harmful request or a needless refusal. Bounded, so a decoder maximising
+    it cannot run off to ever larger raw scores at the expense of the other terms.
+    """
+
+    name = "harmless"
+
+    def __init__(self, device: str | None = None, path: str | os.PathLike = SHIPPED_MODEL):
+        self.model = TrainedRewardModel(path, device=device)
+        spread = self.model.metadata["train_scores"]
+        self.mean, self.scale = float(spread["mean"]), max(float(spread["std"]), 1e-6)
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        return [1.0 / (1.0 + math.exp(-(raw - self.mean) / self.scale))
+                for raw in self.model.score(prompts, responses)]
