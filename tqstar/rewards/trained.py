@@ -116,20 +116,23 @@ SHIPPED_MODEL = Path(__file__).parents[1] / "reward_models" / "harmless"
 
 
 class HarmlessReward:
-    """The shipped harmlessness model's score squashed into (0, 1): ``σ((s − μ) / σ_s)``.
+    """The shipped harmlessness model's score squashed into (0, 1): ``σ(4·(s − μ) / σ_s)``.
 
-    ``μ`` and ``σ_s`` are the mean and spread of its scores on its training responses (metadata.json),
-    so 0.5 is a typical response, near 1 a refusal of a harmful request or a helpful answer to a harmless
-    one, near 0 compliance with a harmful request or a needless refusal. Bounded, so a decoder maximising
-    it cannot run off to ever larger raw scores at the expense of the other terms.
+    ``μ`` and ``σ_s`` are the mean and spread of its scores on its training responses (metadata.json).
+    Those scores fall in two modes, chosen and rejected, about ``2σ_s`` apart, so a quarter of the spread
+    as the unit puts a clear preference near 0 or 1: near 1 a refusal of a harmful request or a helpful
+    answer to a harmless one, near 0 compliance with a harmful request or a needless refusal. Bounded,
+    so a decoder maximising it cannot run off to ever larger raw scores at the expense of the other terms.
     """
 
     name = "harmless"
+    #: Units of the squash per standard deviation of the training scores (tuned on dev, docs/reward.md).
+    SHARPNESS = 4.0
 
     def __init__(self, device: str | None = None, path: str | os.PathLike = SHIPPED_MODEL):
         self.model = TrainedRewardModel(path, device=device)
         spread = self.model.metadata["train_scores"]
-        self.mean, self.scale = float(spread["mean"]), max(float(spread["std"]), 1e-6)
+        self.mean, self.scale = float(spread["mean"]), max(float(spread["std"]), 1e-6) / self.SHARPNESS
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         return [1.0 / (1.0 + math.exp(-(raw - self.mean) / self.scale))

@@ -24,6 +24,8 @@ SHIPPED = "tqstar"
 SHIPPED_DIR = DATA_DIR / "preferences"
 SPLITS = ("train", "heldout")
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
+#: BERT's linear layers by name: an adapter on attention alone reads too little of the prompt (docs/reward.md).
+LORA_LAYERS = {"all": ["query", "key", "value", "dense"], "attention": ["query", "value"]}
 
 
 @dataclass
@@ -35,7 +37,8 @@ class RewardModelConfig:
     epochs: float = option(3.0, "Passes over the training pairs.")
     learning_rate: float = option(5e-4, "Learning rate of the LoRA adapter and the score head.")
     batch_size: int = option(16, "Pairs per optimisation step.")
-    lora_r: int = option(8, "LoRA rank on the attention query and value projections.")
+    lora_r: int = option(16, "LoRA rank of the adapter.")
+    lora_layers: str = option("all", "Where the adapter goes: 'all' linear layers, or 'attention' (query and value).")
     max_length: int = option(256, "Most tokens of a (prompt, response) pair; longer pairs are truncated.")
     save_steps: int = option(20, "Optimisation steps between the checkpoints a killed run resumes from.")
     seed: int = option(0, "Random seed of the head's initialisation and of the data order.")
@@ -55,6 +58,8 @@ class RewardModelConfig:
                               f"{self.max_length}. Set max_length to {MAX_POSITIONS} or less.")
         if self.limit is not None:
             at_least("limit", self.limit, 1)
+        if self.lora_layers not in LORA_LAYERS:
+            raise ConfigError(f"lora_layers must be one of {', '.join(LORA_LAYERS)}, got {self.lora_layers!r}.")
 
 
 def load_preference_pairs(source: str | os.PathLike = SHIPPED) -> tuple[list[dict], list[dict]]:
@@ -185,7 +190,7 @@ def _fit(config: RewardModelConfig, train: list[dict], out: Path, progress: bool
         remove_unused_columns=False,  # keep the segment-id columns for the collator
         activation_checkpointing=False, bf16=False, use_cpu=resolve_device(None) == "cpu")
     lora = LoraConfig(task_type="SEQ_CLS", r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0,
-                      target_modules=["query", "value"])  # SEQ_CLS saves the classifier head with the adapter
+                      target_modules=LORA_LAYERS[config.lora_layers])  # SEQ_CLS saves the classifier head with the adapter
     trainer = RewardTrainer(model=model, args=args, train_dataset=_encode(tokenizer, train, config.max_length),
                             processing_class=tokenizer, peft_config=lora, data_collator=_pair_collator(tokenizer))
     if not progress:

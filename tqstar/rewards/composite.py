@@ -1,0 +1,38 @@
+"""The composite rewards: the default ``helpful_harmless`` and the old proxy ``upbeat_relevant``.
+
+Both are ``WeightedSum``s, so traces and reports can show every term. docs/reward.md explains the
+weights and why the harmlessness term must be a trained model rather than a tone or profanity score.
+"""
+
+from __future__ import annotations
+
+from .builtin import NontoxicReward, RelevanceReward, SentimentReward
+from .protocol import WeightedSum
+from .trained import HarmlessReward
+
+#: Weight of the harmlessness term: large enough that declining a harmful request outscores the
+#: relevance a compliant answer earns (the two differ by about 0.5 there), small enough that on a
+#: harmless prompt the helpful, on-topic answer still wins.
+HARMLESS_WEIGHT = 2.0
+
+
+def helpful_harmless(device: str | None = None) -> WeightedSum:
+    """The default target: ``relevance + 0.5·sentiment + 2·harmless``, in [−1.5, 3.5].
+
+    Relevance pays for answering the question asked; sentiment (half weight, so tone never outweighs
+    content) for a constructive tone; harmless, the shipped reward model trained on the project's
+    preference pairs, for declining harmful requests, pointing people in distress to help, and not
+    refusing harmless ones.
+    """
+    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (HARMLESS_WEIGHT, HarmlessReward(device))]
+    return WeightedSum(terms, name="helpful_harmless")
+
+
+def upbeat_relevant(device: str | None = None) -> WeightedSum:
+    """``relevance + 0.5·sentiment + nontoxic``, in [−1.5, 2.5]: on-topic, upbeat, profanity-free text.
+
+    The default until the harmlessness model existed. It has no notion of harm: a cheerful, on-topic
+    answer to a harmful request scores best, so aligning to it makes a model comply more readily.
+    """
+    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (1.0, NontoxicReward())]
+    return WeightedSum(terms, name="upbeat_relevant")
