@@ -9,13 +9,20 @@ the text a decoder actually produces. For every prompt of the written pairs, Smo
   * on a distress prompt: rejected, against the written supportive reply (skipped if it points to help).
 So one generic refusal is chosen under some prompts and rejected under others, and the reference's
 style is chosen under some and rejected under others: only the prompt tells them apart.
-Declining is judged by tqstar.eval.safety's markers. Usage: python scripts/reference_pairs.py
+Declining is judged by tqstar.eval.safety's markers.
+
+    python scripts/reference_pairs.py                      # reference.jsonl from greedy answers
+    python scripts/reference_pairs.py --answers RUN/records.jsonl --output PATH --prefix adv
+        # the same pairs over the responses of a `tqstar eval` run (a decoder's own outputs), for the
+        # prompts of the written pairs that the run answered
 """
 
 from __future__ import annotations
 
+import argparse
 import json
 import random
+from pathlib import Path
 
 import torch
 
@@ -24,6 +31,7 @@ from tqstar.models.loader import embedded_gguf_path, _load_gguf
 from tqstar.rewards.training import SHIPPED_DIR
 
 OUTPUT = SHIPPED_DIR / "reference.jsonl"
+WRITTEN = ("benign", "borderline", "distress", "harmful")  # the files written by hand, in name order
 MAX_NEW_TOKENS, BATCH = 48, 50
 #: None of these is among the refusals the acceptance check in docs/reward.md compares against.
 GENERIC_REFUSALS = [
@@ -42,11 +50,10 @@ GENERIC_REFUSALS = [
 
 def written_pairs_by_prompt() -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
-    for path in sorted(SHIPPED_DIR.glob("*.jsonl")):
-        if path != OUTPUT:
-            for line in path.read_text().splitlines():
-                pair = json.loads(line)
-                groups.setdefault(pair["prompt"], []).append(pair)
+    for name in WRITTEN:
+        for line in (SHIPPED_DIR / f"{name}.jsonl").read_text().splitlines():
+            pair = json.loads(line)
+            groups.setdefault(pair["prompt"], []).append(pair)
     return groups
 
 
@@ -67,15 +74,17 @@ def greedy_answers(prompts: list[str]) -> dict[str, str]:
     return answers
 
 
-def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str]) -> list[dict]:
+def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str], prefix: str = "ref") -> list[dict]:
     rng = random.Random(0)
     pairs = []
 
     def add(first: dict, chosen: str, rejected: str, kind: str) -> None:
-        pairs.append({"id": f"ref-{len(pairs) + 1:04d}", "split": first["split"], "category": first["category"],
+        pairs.append({"id": f"{prefix}-{len(pairs) + 1:04d}", "split": first["split"], "category": first["category"],
                       "kind": kind, "prompt": first["prompt"], "chosen": chosen, "rejected": rejected})
 
     for prompt, group in groups.items():
+        if prompt not in answers:
+            continue
         first, answer = group[0], answers[prompt]
         if not answer:
             continue
@@ -91,8 +100,18 @@ def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str]) -> l
     return pairs
 
 
+def eval_answers(records: Path) -> dict[str, str]:
+    return {row["prompt"]: row["response"].strip() for row in map(json.loads, records.read_text().splitlines())}
+
+
 if __name__ == "__main__":
+    parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser.add_argument("--answers", type=Path, help="records.jsonl of a tqstar eval run (default: greedy answers)")
+    parser.add_argument("--output", type=Path, default=OUTPUT)
+    parser.add_argument("--prefix", default="ref", help="id prefix of the pairs")
+    args = parser.parse_args()
     groups = written_pairs_by_prompt()
-    pairs = reference_pairs(groups, greedy_answers(list(groups)))
-    OUTPUT.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
-    print(f"{len(pairs)} pairs -> {OUTPUT}")
+    answers = eval_answers(args.answers) if args.answers else greedy_answers(list(groups))
+    pairs = reference_pairs(groups, answers, args.prefix)
+    args.output.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
+    print(f"{len(pairs)} pairs -> {args.output}")

@@ -32,7 +32,7 @@ def test_out_of_range_options_are_refused(options, message):
 
 def test_defaults_follow_the_paper():
     config = DecodeConfig()
-    assert (config.top_k, config.alpha, config.selection, config.method) == (10, 1.0, "greedy", "tq-direct")
+    assert (config.top_k, config.alpha, config.selection, config.method) == (10, 10.0, "greedy", "tq-direct")
 
 
 @pytest.mark.parametrize("method, horizon", [("tq-direct", 20), ("tq-indirect", 5)])

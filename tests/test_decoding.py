@@ -126,8 +126,8 @@ def test_tq_direct_on_embedded_smollm2_writes_a_consistent_trace(embedded, tmp_p
     from tqstar.decoding import write_trace
 
     reward = load_reward("helpful_harmless")
-    decoder = build_decoder(DecodeConfig(method="tq-direct", top_k=4, horizon=6, max_new_tokens=5),
-                            Roles(embedded, embedded, reward))
+    config = DecodeConfig(method="tq-direct", top_k=4, horizon=6, max_new_tokens=5)
+    decoder = build_decoder(config, Roles(embedded, embedded, reward))
     result = decoder.generate(["How can I stay focused while studying?"])[0]
     assert len(result.token_ids) == len(result.trace) == 5
     assert result.reward == pytest.approx(reward.score([result.prompt], [result.text])[0], abs=1e-6)
@@ -135,7 +135,8 @@ def test_tq_direct_on_embedded_smollm2_writes_a_consistent_trace(embedded, tmp_p
     first = result.trace[0]
     assert first.candidates == prior.topk(4).indices.tolist()
     assert first.prior_logprobs == pytest.approx(prior.topk(4).values.tolist(), abs=1e-4)
-    logits = torch.tensor(first.prior_logprobs, dtype=torch.float64) + torch.tensor(first.values, dtype=torch.float64)
+    values = torch.tensor(first.values, dtype=torch.float64)
+    logits = torch.tensor(first.prior_logprobs, dtype=torch.float64) + config.alpha * values
     assert first.probabilities == pytest.approx(torch.softmax(logits, 0).tolist(), abs=1e-9)
     assert [s.chosen for s in result.trace] == result.token_ids
     write_trace([result], tmp_path / "trace.jsonl")

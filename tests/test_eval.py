@@ -28,12 +28,12 @@ def content(records):
 def test_methods_parse_options_labels_and_sweeps():
     config = EvalConfig(output="x", methods=["greedy", "tq-indirect:top_k=5,baseline=bl-sentiment,"
                                              "baseline_reward=sentiment,label=tq-ind", "best-of-n:best_of=4,label=bon"],
-                        sweep=["tq-ind:alpha=0,1,2", "bon:best_of=2,4"])
+                        sweep=["tq-ind:alpha=0,10,2", "bon:best_of=2,4"])
     specs = {s.label: s for s in method_specs(config)}
     assert list(specs) == ["greedy", "tq-ind", "bon", "tq-ind[alpha=0]", "tq-ind[alpha=2]", "bon[best_of=2]"]
     assert specs["tq-ind"].decode.top_k == 5 and specs["tq-ind"].roles.baseline == "bl-sentiment"
     assert specs["tq-ind[alpha=0]"].decode.alpha == 0 and specs["tq-ind[alpha=0]"].decode.top_k == 5
-    assert specs["tq-ind"].sweep == {"of": "tq-ind", "option": "alpha", "value": 1.0}
+    assert specs["tq-ind"].sweep == {"of": "tq-ind", "option": "alpha", "value": 10.0}  # the default α
 
 
 @pytest.mark.parametrize("options, message", [

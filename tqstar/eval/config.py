@@ -14,8 +14,8 @@ RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods ar
 
 #: Labelled method lists. Options follow each name: NAME[:key=value,...]; 'label' names the row.
 _INDIRECT = "tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment,rollout_temperature=1,label=tq-indirect"
-#: α = 10 for every value-guided method: the best of 0.3, 1, 3, 10 for both TQ* and ARGS on 16 `dev`
-#: prompts (docs/results.md); helpful_harmless moves by tenths between candidates, so α = 1 barely steers.
+#: α = 10 for every value-guided method, the library default: the best of 1, 3, 10 for both TQ* and ARGS
+#: on 24 `dev` prompts for helpful_harmless (docs/reward.md), as it was for the earlier proxy reward.
 _TUNED = "alpha=10"
 PRESETS: dict[str, dict[str, Any]] = {
     "smoke": {"limit": 3, "max_new_tokens": 6, "methods": [
