@@ -92,6 +92,7 @@ def test_empty_sources_are_refused(tmp_path):
     ({"limit": 0}, "limit must be ≥ 1"),
     ({"output": ""}, "needs an output directory"),
     ({"lora_r": 2.5}, "lora_r must be a whole number"),
+    ({"lora_layers": "ffn"}, "Unknown lora_layers 'ffn'. Use one of: all, attention"),
 ])
 def test_config_validation(overrides, message):
     with pytest.raises(ConfigError, match=message):

@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..jsonl import write_json
 from ..models.spec import resolve_device
-from ..options import at_least, check_field_types, claim_run, option, positive
+from ..options import at_least, check_choice, check_field_types, claim_run, option, positive
 from ..prompts import DATA_DIR
 from .trained import BASE, FORMAT, FORMAT_VERSION, MAX_POSITIONS, _load_base, _score_pairs
 
@@ -38,7 +38,8 @@ class RewardModelConfig:
     learning_rate: float = option(5e-4, "Learning rate of the LoRA adapter and the score head.")
     batch_size: int = option(16, "Pairs per optimisation step.")
     lora_r: int = option(16, "LoRA rank of the adapter.")
-    lora_layers: str = option("all", "Where the adapter goes: 'all' linear layers, or 'attention' (query and value).")
+    lora_layers: str = option("all", "Where the adapter goes: 'all' linear layers, or 'attention' (query and value).",
+                              choices=tuple(LORA_LAYERS))
     max_length: int = option(256, "Most tokens of a (prompt, response) pair; longer pairs are truncated.")
     save_steps: int = option(20, "Optimisation steps between the checkpoints a killed run resumes from.")
     seed: int = option(0, "Random seed of the head's initialisation and of the data order.")
@@ -58,8 +59,7 @@ class RewardModelConfig:
                               f"{self.max_length}. Set max_length to {MAX_POSITIONS} or less.")
         if self.limit is not None:
             at_least("limit", self.limit, 1)
-        if self.lora_layers not in LORA_LAYERS:
-            raise ConfigError(f"lora_layers must be one of {', '.join(LORA_LAYERS)}, got {self.lora_layers!r}.")
+        check_choice("lora_layers", self.lora_layers, LORA_LAYERS)
 
 
 def load_preference_pairs(source: str | os.PathLike = SHIPPED) -> tuple[list[dict], list[dict]]:
