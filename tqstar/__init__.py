@@ -4,34 +4,27 @@ Importing the package is cheap: torch, transformers and the rewards load on firs
 five wings (models, rewards, decoding, eval, serve; docs/architecture.md); the public API is here.
 """
 
-from importlib import import_module
+from .lazy import lazy_getattr
 
 __version__ = "0.1.0"
 
 _EXPORTS = {
-    "generate": "tqstar.decoding.build:generate",
-    "build_decoder": "tqstar.decoding.build:build_decoder",
-    "Roles": "tqstar.decoding.roles:Roles",
-    "DecodeConfig": "tqstar.decoding.config:DecodeConfig",
-    "RolesConfig": "tqstar.decoding.config:RolesConfig",
-    "METHODS": "tqstar.decoding.methods:METHODS",
-    "GenerationResult": "tqstar.decoding.protocol:GenerationResult",
-    "Decoder": "tqstar.decoding.protocol:Decoder",
-    "ValueEstimator": "tqstar.decoding.protocol:ValueEstimator",
-    "ValueGuidedDecoder": "tqstar.decoding.decoder:ValueGuidedDecoder",
-    "SamplingDecoder": "tqstar.decoding.decoder:SamplingDecoder",
-    "LanguageModel": "tqstar.models.protocol:LanguageModel",
-    "load_language_model": "tqstar.models.loader:load_language_model",
-    "Reward": "tqstar.rewards.protocol:Reward",
-    "load_reward": "tqstar.rewards.loading:load_reward",
+    "generate": "decoding.build",
+    "build_decoder": "decoding.build",
+    "Roles": "decoding.roles",
+    "DecodeConfig": "decoding.config",
+    "RolesConfig": "decoding.config",
+    "METHODS": "decoding.methods",
+    "GenerationResult": "decoding.protocol",
+    "Decoder": "decoding.protocol",
+    "ValueEstimator": "decoding.protocol",
+    "ValueGuidedDecoder": "decoding.decoder",
+    "SamplingDecoder": "decoding.decoder",
+    "LanguageModel": "models.protocol",
+    "load_language_model": "models.loader",
+    "Reward": "rewards.protocol",
+    "load_reward": "rewards.loading",
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module 'tqstar' has no attribute {name!r}")
-    module, attribute = _EXPORTS[name].split(":")
-    return getattr(import_module(module), attribute)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -2,7 +2,7 @@
 options, the decoders, the loaded roles and ``build_decoder``. Names load on first use, so importing the
 package stays cheap."""
 
-from importlib import import_module
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["Decoder", "OnToken", "GenerationResult", "StepTrace", "ValueQuery", "ValueEstimate",
@@ -18,11 +18,5 @@ _EXPORTS = {
     **dict.fromkeys(["build_decoder", "generate"], "build"),
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

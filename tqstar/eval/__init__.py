@@ -2,7 +2,7 @@
 (processes or Ray), metrics, the LLM judge and the report. Names load on first use, so importing the
 package stays cheap."""
 
-from importlib import import_module
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["EvalConfig", "MethodSpec", "method_specs", "PRESETS"], "config"),
@@ -15,11 +15,5 @@ _EXPORTS = {
     "write_report": "report",
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -1,7 +1,7 @@
 """tqstar.models: the language-model role — its protocol, the transformers and remote backends, and loading
 a model from a spec. Names load on first use, so importing the package stays cheap."""
 
-from importlib import import_module
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["LanguageModel", "Continuation", "check_prompt", "require_shared_vocabulary", "per_prefix",
@@ -18,11 +18,5 @@ _EXPORTS = {
                      "cache_root"], "loader"),
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -1,7 +1,7 @@
 """tqstar.rewards: the reward role — its protocol, the built-in rewards, classifier and trained reward models,
 and loading a reward from a spec. Names load on first use, so importing the package stays cheap."""
 
-from importlib import import_module
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["Reward", "reward_name", "checked_scores", "CallableReward", "WeightedSum"], "protocol"),
@@ -13,11 +13,5 @@ _EXPORTS = {
     **dict.fromkeys(["RewardModelConfig", "train_reward_model", "load_preference_pairs"], "training"),
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)

@@ -2,7 +2,7 @@
 parsing, the queue and model thread, the app and its entry points. Names load on first use, so importing
 the package stays cheap."""
 
-from importlib import import_module
+from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["ServeConfig", "API_KEY_ENV"], "config"),
@@ -12,11 +12,5 @@ _EXPORTS = {
     **dict.fromkeys(["ApiError", "Limits", "MethodRequest", "RawRequest", "Finished", "RawFinished"], "protocol"),
 }
 
-
-def __getattr__(name: str):
-    if name not in _EXPORTS:
-        raise AttributeError(f"module {__name__!r} has no attribute {name!r}")
-    return getattr(import_module(f"{__name__}.{_EXPORTS[name]}"), name)
-
-
+__getattr__ = lazy_getattr(__name__, _EXPORTS)
 __all__ = list(_EXPORTS)
