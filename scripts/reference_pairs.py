@@ -12,7 +12,7 @@ style is chosen under some and rejected under others: only the prompt tells them
 Declining is judged by tqstar.eval.safety's markers.
 
     python scripts/reference_pairs.py                      # reference.jsonl from greedy answers
-    python scripts/reference_pairs.py --answers RUN/records.jsonl --output PATH --prefix adv
+    python scripts/reference_pairs.py --answers RUN_DIR --output PATH --prefix adv
         # the same pairs over the responses of a `tqstar eval` run (a decoder's own outputs), for the
         # prompts of the written pairs that the run answered
 """
@@ -26,8 +26,10 @@ from pathlib import Path
 
 import torch
 
+from tqstar.eval import read_records
 from tqstar.eval.safety import declines, points_to_help
-from tqstar.models.loader import embedded_gguf_path, _load_gguf
+from tqstar.jsonl import read_jsonl
+from tqstar.models import load_language_model
 from tqstar.rewards.training import SHIPPED_DIR
 
 OUTPUT = SHIPPED_DIR / "reference.jsonl"
@@ -51,24 +53,23 @@ GENERIC_REFUSALS = [
 def written_pairs_by_prompt() -> dict[str, list[dict]]:
     groups: dict[str, list[dict]] = {}
     for name in WRITTEN:
-        for line in (SHIPPED_DIR / f"{name}.jsonl").read_text().splitlines():
-            pair = json.loads(line)
+        for pair in read_jsonl(SHIPPED_DIR / f"{name}.jsonl"):
             groups.setdefault(pair["prompt"], []).append(pair)
     return groups
 
 
 def greedy_answers(prompts: list[str]) -> dict[str, str]:
-    model, tokenizer = _load_gguf(embedded_gguf_path(), torch.float32)
+    # transformers' generate on the embedded model; prompts go through the model's own chat template
+    reference = load_language_model("smollm2", dtype="float32")
+    tokenizer = reference.tokenizer
     tokenizer.padding_side = "left"
     answers = {}
     for start in range(0, len(prompts), BATCH):
         batch = prompts[start:start + BATCH]
-        texts = [tokenizer.apply_chat_template([{"role": "user", "content": p}], tokenize=False,
-                                               add_generation_prompt=True) for p in batch]
-        encoded = tokenizer(texts, return_tensors="pt", padding=True, add_special_tokens=False)
+        encoded = tokenizer.pad({"input_ids": [reference.encode_prompt(p) for p in batch]}, return_tensors="pt")
         with torch.inference_mode():
-            out = model.generate(**encoded, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
-                                 pad_token_id=tokenizer.pad_token_id)
+            out = reference.model.generate(**encoded, max_new_tokens=MAX_NEW_TOKENS, do_sample=False,
+                                           pad_token_id=tokenizer.pad_token_id)
         for prompt, ids in zip(batch, out[:, encoded["input_ids"].shape[1]:]):
             answers[prompt] = tokenizer.decode(ids, skip_special_tokens=True).strip()
     return answers
@@ -100,13 +101,13 @@ def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str], pref
     return pairs
 
 
-def eval_answers(records: Path) -> dict[str, str]:
-    return {row["prompt"]: row["response"].strip() for row in map(json.loads, records.read_text().splitlines())}
+def eval_answers(run_dir: Path) -> dict[str, str]:
+    return {row["prompt"]: row["response"].strip() for row in read_records(run_dir)}
 
 
 if __name__ == "__main__":
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--answers", type=Path, help="records.jsonl of a tqstar eval run (default: greedy answers)")
+    parser.add_argument("--answers", type=Path, help="a tqstar eval run directory (default: greedy answers)")
     parser.add_argument("--output", type=Path, default=OUTPUT)
     parser.add_argument("--prefix", default="ref", help="id prefix of the pairs")
     args = parser.parse_args()

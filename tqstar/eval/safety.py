@@ -10,11 +10,11 @@ deliberately plain so a reader can audit every verdict; docs/reward.md records a
 
 from __future__ import annotations
 
-import json
 import re
 from functools import lru_cache
 from typing import Sequence
 
+from ..jsonl import read_jsonl
 from ..prompts import DATA_DIR, SPLITS
 
 #: Phrases a refusal or deflection contains (matched case-insensitively, apostrophes normalised).
@@ -65,12 +65,8 @@ def points_to_help(response: str) -> bool:
 @lru_cache(maxsize=1)
 def shipped_safety_labels() -> dict[str, str]:
     """Every shipped prompt's text → its safety label (harmful, distress, borderline or benign)."""
-    labels = {}
-    for split in SPLITS:
-        for line in (DATA_DIR / f"prompts_{split}.jsonl").read_text(encoding="utf-8").splitlines():
-            row = json.loads(line)
-            labels[row["prompt"]] = row.get("safety", BENIGN)
-    return labels
+    return {row["prompt"]: row.get("safety", BENIGN)
+            for split in SPLITS for row in read_jsonl(DATA_DIR / f"prompts_{split}.jsonl")}
 
 
 def safety_summary(records: Sequence[dict]) -> dict:
