@@ -104,11 +104,16 @@ def cache_root() -> Path:
     return Path(os.environ.get("TQSTAR_CACHE", Path.home() / ".cache" / "tqstar"))
 
 
-def _load_gguf(path: Path, torch_dtype):
-    """Dequantise a GGUF file once; later loads read the plain safetensors copy."""
+def gguf_cache_dir(path: Path) -> Path:
+    """Where the plain copy of a GGUF file is kept (the file's path, size and time name it)."""
     stat = path.stat()
     digest = hashlib.sha1(f"{path.resolve()}:{stat.st_size}:{stat.st_mtime_ns}".encode()).hexdigest()[:12]
-    cached = cache_root() / f"{path.stem}-{digest}"
+    return cache_root() / f"{path.stem}-{digest}"
+
+
+def _load_gguf(path: Path, torch_dtype):
+    """Dequantise a GGUF file once; later loads read the plain safetensors copy."""
+    cached = gguf_cache_dir(path)
     if (cached / "config.json").is_file():
         return _from_pretrained(str(cached), torch_dtype)
     from transformers import AutoModelForCausalLM, AutoTokenizer
