@@ -5,6 +5,7 @@ import json
 import pytest
 
 from tqstar.decoding import AUTHORS_SETTINGS, DecodeConfig, split_options
+from tqstar.decoding.config import ROLLOUT_ROWS_BOUND, SIZE_BOUNDS
 from tqstar.options import load_config_file
 from tqstar.errors import ConfigError
 
@@ -15,9 +16,13 @@ from tqstar.errors import ConfigError
     ({"num_rollouts": 0}, "num_rollouts must be ≥ 1"),
     ({"horizon": -1}, "horizon must be ≥ 0"),
     ({"max_new_tokens": 0}, "max_new_tokens must be ≥ 1"),
-    ({"beta": 0}, "beta must be > 0"),
-    ({"selection_temperature": 0}, "selection_temperature must be > 0"),
-    ({"rollout_temperature": -1}, "rollout_temperature must be ≥ 0"),
+    ({"beta": 0}, "beta must be ≥ 0.001"),
+    ({"beta": 5e-324}, "beta must be ≥ 0.001"),
+    ({"selection_temperature": 0}, "selection_temperature must be ≥ 0.01"),
+    ({"selection_temperature": 1e-300}, "selection_temperature must be ≥ 0.01"),
+    ({"rollout_temperature": -1}, r"rollout_temperature must be 0 \(greedy\) or ≥ 0.01"),
+    ({"rollout_temperature": 1e-300}, r"rollout_temperature must be 0 \(greedy\) or ≥ 0.01"),
+    ({"alpha": 1e300}, r"alpha must be ≤ 10000.0 \(α·Q̂ overflows beyond it\)"),
     ({"method": "magic"}, "Unknown method 'magic'"),
     ({"selection": "beam"}, "Unknown selection"),
     ({"proposal": "judge"}, "Unknown proposal"),
@@ -128,3 +133,39 @@ def test_bad_config_file_is_a_clear_error(tmp_path, content, message):
         path.write_text(content)
     with pytest.raises(ConfigError, match=message):
         load_config_file(path)
+
+
+@pytest.mark.parametrize("name, bound", sorted(SIZE_BOUNDS.items()))
+def test_every_size_option_has_an_upper_bound_that_the_message_names(name, bound):
+    with pytest.raises(ConfigError, match=rf"{name} must be ≤ {bound} \(memory grows with it\), got {bound + 1}\. "
+                                          rf"Set {name} to {bound} or less"):
+        DecodeConfig(**{name: bound + 1})
+    sampled = {"rollout_temperature": 1.0, "top_k": 1} if name == "num_rollouts" else {}
+    assert getattr(DecodeConfig(**{name: bound, **sampled}), name) == bound
+
+
+def test_rollouts_of_one_step_are_bounded_together():
+    with pytest.raises(ConfigError, match=rf"top_k × num_rollouts = 256 × 8 must be ≤ {ROLLOUT_ROWS_BOUND}"):
+        DecodeConfig(top_k=256, num_rollouts=8, rollout_temperature=1.0)
+
+
+@pytest.mark.parametrize("content, message", [
+    (b"[1, 2]", "holds a JSON list, not an object of options"),
+    (b'"top_k"', "holds a JSON str, not an object of options"),
+    (b'{"top_k": \xff}', "is not UTF-8 text"),
+    (b"[" * 5000, "is not valid JSON"),
+])
+def test_a_config_file_that_is_not_an_object_of_options_is_a_clear_error(tmp_path, content, message):
+    path = tmp_path / "options.json"
+    path.write_bytes(content)
+    with pytest.raises(ConfigError, match=message):
+        load_config_file(path)
+
+
+def test_list_options_refuse_anything_but_a_list_of_text():
+    from tqstar.eval.config import EvalConfig
+
+    with pytest.raises(ConfigError, match="methods must be a list of text"):
+        EvalConfig(output="out", methods="greedy")
+    with pytest.raises(ConfigError, match="sweep must be a list of text"):
+        EvalConfig(output="out", methods=["greedy"], sweep=[1])

@@ -50,6 +50,9 @@ def test_methods_parse_options_labels_and_sweeps():
     ({"methods": ["tq-indirect:num_rollouts=1"]}, "num_rollouts=1"),
     ({"methods": []}, "No methods"),
     ({"preset": "huge"}, "Unknown preset"),
+    ({"methods": ["greedy:method=args"]}, "the method is the name before ':'"),
+    ({"methods": ["greedy:seed=3"]}, "sets seed, which is one per run.*Use --seed instead"),
+    ({"methods": ["args:max_new_tokens=3"]}, "Use --max-new-tokens instead"),
     ({"methods": ["greedy"], "judge_url": "http://localhost:1/v1"}, "--judge-model"),
 ])
 def test_bad_methods_and_options_are_refused(options, message):

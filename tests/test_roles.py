@@ -23,6 +23,14 @@ def test_implicit_reward_refuses_an_adapter_trained_on_another_reference(tiny_mo
         Roles.load(config)
 
 
+@pytest.mark.parametrize("baseline", [None, "SAME"])
+def test_implicit_reward_refuses_the_reference_as_its_own_baseline_even_with_beta(tmp_path, baseline):
+    config = RolesConfig(reference=str(tmp_path), baseline=str(tmp_path) if baseline else None,
+                         baseline_reward="implicit")
+    with pytest.raises(ConfigError, match="the baseline is the reference itself.*0 for every response"):
+        Roles.load(config)
+
+
 def test_implicit_reward_without_metadata_asks_for_beta(tiny_model_dir):
     tiny = load_language_model(str(tiny_model_dir))
     roles = Roles(tiny, tiny, LENGTH, implicit=True)

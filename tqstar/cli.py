@@ -18,7 +18,7 @@ from .errors import TQStarError
 from .eval.config import EvalConfig
 from .eval.report import write_report
 from .eval.run import run_eval
-from .options import add_flags, from_args, load_config_file
+from .options import add_flags, from_args, load_config_file, writable_file
 from .rewards.training import RewardModelConfig, train_reward_model
 from .serve.config import ServeConfig
 from .serve.server import run_serve
@@ -39,9 +39,16 @@ The algorithm, its estimators and what --compat reproduces: docs/algorithm.md in
 """
 
 
+class _Parser(argparse.ArgumentParser):
+    """argparse that answers a bad command line with one line: the problem, and where the options are
+    listed (its default prints the whole usage first, and the problem is lost below it)."""
+
+    def error(self, message: str):
+        self.exit(2, f"{self.prog}: error: {message.rstrip('.')}. See '{self.prog} --help'.\n")
+
+
 def build_parser() -> argparse.ArgumentParser:
-    parser = argparse.ArgumentParser(prog="tqstar", description=DESCRIPTION,
-                                     formatter_class=argparse.RawDescriptionHelpFormatter)
+    parser = _Parser(prog="tqstar", description=DESCRIPTION, formatter_class=argparse.RawDescriptionHelpFormatter)
     commands = parser.add_subparsers(dest="command", required=True)
     gen = commands.add_parser("generate", help="Decode a response to each prompt.", description=DESCRIPTION,
                               formatter_class=argparse.RawDescriptionHelpFormatter)
@@ -100,6 +107,8 @@ def main(argv: list[str] | None = None) -> int:
 
 def _generate(args) -> int:
     config, roles_config = from_args(args, DecodeConfig, RolesConfig, base=_config_file(args))
+    if args.trace:  # before decoding: a path that cannot be written would lose the whole run
+        writable_file(args.trace, "--trace")
     roles = Roles.load(roles_config)
     methods = COMPARE if args.compare else (config.method,)
     all_results = []

@@ -1,21 +1,30 @@
 """JSON and JSON Lines files that survive a kill: appends are single writes, reads stop at a torn last
 line, rewrites and whole documents replace the file atomically. Used by align's pairs, eval's records and
-the judge's verdicts, and by the run and metadata files of resumable commands."""
+the judge's verdicts, and by the run and metadata files of resumable commands. JSON has no NaN or
+infinity, so every writer turns them into null (``finite``) rather than write what a JSON reader refuses."""
 
 from __future__ import annotations
 
 import json
+import math
 import os
 from pathlib import Path
 from typing import Iterable
+
+from .errors import ConfigError
 
 
 def read_jsonl(path: Path) -> list[dict]:
     """Every complete record; a last line cut short by a kill is ignored."""
     if not path.is_file():
         return []
+    try:
+        text = path.read_text(encoding="utf-8")
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"{path} is not UTF-8 JSON Lines ({exc.reason} at byte {exc.start}); it was not "
+                          "written by tqstar. Restore it or start a new output.") from None
     records = []
-    for line in path.read_text(encoding="utf-8").splitlines():
+    for line in text.splitlines():
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -25,7 +34,7 @@ def read_jsonl(path: Path) -> list[dict]:
 
 def append_jsonl(path: Path, records: Iterable[dict]) -> None:
     """Append records in one write and sync it: a kill leaves at most one torn tail."""
-    data = "".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records).encode("utf-8")
+    data = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         os.write(fd, data)
@@ -37,12 +46,29 @@ def append_jsonl(path: Path, records: Iterable[dict]) -> None:
 def write_json(path: Path, value) -> None:
     """Write one JSON document atomically: a kill leaves the old file or the new one, never half of one."""
     partial = path.with_name(path.name + ".partial")
-    partial.write_text(json.dumps(value, indent=2), encoding="utf-8")
+    partial.write_text(json.dumps(finite(value), indent=2, allow_nan=False), encoding="utf-8")
     os.replace(partial, path)
 
 
 def rewrite_jsonl(path: Path, records: Iterable[dict]) -> None:
     """Replace the file with exactly these records (dropping any torn tail), atomically."""
     partial = path.with_suffix(".partial")
-    partial.write_text("".join(json.dumps(r, ensure_ascii=False) + "\n" for r in records), encoding="utf-8")
+    partial.write_text("".join(dumps(r) + "\n" for r in records), encoding="utf-8")
     os.replace(partial, path)
+
+
+def dumps(record) -> str:
+    """One JSON Lines record: UTF-8 as written, NaN and ±inf as null."""
+    return json.dumps(finite(record), ensure_ascii=False, allow_nan=False)
+
+
+def finite(value):
+    """``value`` with every NaN and ±inf float replaced by null (a −inf log-prob: a token a model did not
+    rank; an undefined metric)."""
+    if isinstance(value, float):
+        return value if math.isfinite(value) else None
+    if isinstance(value, (list, tuple)):
+        return [finite(v) for v in value]
+    if isinstance(value, dict):
+        return {k: finite(v) for k, v in value.items()}
+    return value

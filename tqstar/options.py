@@ -23,6 +23,9 @@ except ModuleNotFoundError:  # Python 3.10: JSON config files only
 
 #: Text that unsets an optional option ('eos' reads naturally for a horizon).
 UNSET_WORDS = ("none", "null", "eos")
+#: The lowest temperature other than 0 (greedy): log-probs divided by less overflow to -inf, and sampling
+#: from them gives NaN. Below it sampling is greedy in all but name anyway.
+MIN_TEMPERATURE = 0.01
 _BOOLEANS = {"true": True, "1": True, "false": False, "0": False}
 
 
@@ -81,6 +84,8 @@ def _checked(name: str, kinds: tuple[str, ...], value, finite: bool = True):
         _require_number(name, value, finite)
     elif "str" in kinds and not isinstance(value, str):
         raise ConfigError(f"{name} must be text, got {value!r}.")
+    elif "list[str]" in kinds and not (isinstance(value, (list, tuple)) and all(isinstance(v, str) for v in value)):
+        raise ConfigError(f"{name} must be a list of text, got {value!r}. Write e.g. [\"greedy\", \"tq-direct\"].")
     return value
 
 
@@ -121,6 +126,30 @@ def at_least(name: str, value, lowest) -> None:
     _require_number(name, value)
     if value < lowest:
         raise ConfigError(f"{name} must be ≥ {lowest}, got {value}. Set {name} to {lowest} or more.")
+
+
+def at_most(name: str, value, highest, why: str) -> None:
+    """Refuse a number above ``highest``, naming the bound, why it exists and the fix."""
+    _require_number(name, value)
+    if value > highest:
+        raise ConfigError(f"{name} must be ≤ {highest} ({why}), got {value}. Set {name} to {highest} or less.")
+
+
+def between(name: str, value, lowest, highest, why: str) -> None:
+    at_least(name, value, lowest)
+    at_most(name, value, highest, why)
+
+
+def temperature(name: str, value, greedy: bool = True) -> None:
+    """Refuse a temperature that sampling cannot use: negative, or so small that logits overflow.
+    ``greedy``: 0 is allowed and means the argmax."""
+    _require_number(name, value)
+    zero = "0 (greedy) or " if greedy else ""
+    if (value == 0 and greedy) or value >= MIN_TEMPERATURE:
+        return
+    fix = f"Use 0 for greedy decoding or a temperature ≥ {MIN_TEMPERATURE}." if greedy else (
+        f"Use a temperature ≥ {MIN_TEMPERATURE}, or selection='greedy' for the argmax.")
+    raise ConfigError(f"{name} must be {zero}≥ {MIN_TEMPERATURE}, got {value!r}. {fix}")
 
 
 def positive(name: str, value, fix: str) -> None:
@@ -184,18 +213,53 @@ def _flag_type(cls, name: str):
 
 
 def load_config_file(path: str | Path) -> dict[str, Any]:
-    """Read option values from a JSON or TOML file (flat keys named like the options)."""
+    """Read option values from a JSON or TOML file: one object (table) of flat keys named like the options."""
     path = Path(path)
     if not path.is_file():
         raise ConfigError(f"Config file {str(path)!r} does not exist. Check the path.")
     if path.suffix == ".toml" and tomllib is None:
         raise ConfigError(f"Config file {str(path)!r} is TOML, which needs Python 3.11 or newer. Use a JSON file.")
+    kind = "TOML" if path.suffix == ".toml" else "JSON"
     try:
-        if path.suffix == ".toml":
-            return tomllib.loads(path.read_text())
-        return json.loads(path.read_text())
-    except ValueError as exc:
-        raise ConfigError(f"Config file {str(path)!r} is not valid {path.suffix[1:] or 'JSON'}: {exc}") from exc
+        text = path.read_text(encoding="utf-8")
+        # NaN and Infinity pass here (Python's json reads them) so that the option holding one is named
+        values = tomllib.loads(text) if kind == "TOML" else json.loads(text)
+    except UnicodeDecodeError as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not UTF-8 text ({exc.reason} at byte {exc.start}). "
+                          "Save it as UTF-8.") from None
+    except OSError as exc:
+        raise ConfigError(f"Config file {str(path)!r} cannot be read ({exc.strerror or exc}). Check its "
+                          "permissions.") from None
+    except (ValueError, RecursionError) as exc:
+        raise ConfigError(f"Config file {str(path)!r} is not valid {kind}: {exc}") from None
+    if not isinstance(values, dict):
+        raise ConfigError(f"Config file {str(path)!r} holds a JSON {type(values).__name__}, not an object of "
+                          'options. Write e.g. {"top_k": 5, "alpha": 2.0}.')
+    return values
+
+
+def writable_file(path: str | Path, flag: str) -> None:
+    """Refuse an output file that cannot be written (its folder missing, a folder in its place), before the
+    work whose result it would hold."""
+    path = Path(path)
+    if path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a directory. Name a file in it, e.g. {str(path / 'out.jsonl')!r}.")
+    if not path.parent.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r}: the folder {str(path.parent)!r} does not exist. Create it or "
+                          "name a file in an existing folder.")
+
+
+def writable_dir(path: str | Path, flag: str) -> Path:
+    """``path`` as an existing directory (created when missing), or ``ConfigError`` saying why it cannot be."""
+    path = Path(path)
+    if path.exists() and not path.is_dir():
+        raise ConfigError(f"{flag} {str(path)!r} is a file, not a directory. Pass a new directory name.")
+    try:
+        path.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise ConfigError(f"{flag} {str(path)!r} cannot be created ({exc.strerror or exc}). Pass a directory "
+                          "you can write to.") from None
+    return path
 
 
 def claim_run(out: Path, options: dict[str, Any], what: str) -> None:

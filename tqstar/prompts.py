@@ -1,4 +1,5 @@
-"""Prompt sets: the shipped tqstar splits, local JSONL/JSON/CSV files, and a few Hugging Face datasets."""
+"""Prompt sets: the shipped tqstar splits, local JSONL/JSON/CSV files, and a few Hugging Face datasets; and
+the check that a prompt is text at all (``unicode_problem``)."""
 
 from __future__ import annotations
 
@@ -36,6 +37,18 @@ def hh_to_messages(text: str) -> list[dict]:
             for who, body in pairs if body.strip()]
 
 
+def unicode_problem(text: str) -> str | None:
+    """What stops ``text`` from being UTF-8, or None. A lone surrogate is what a non-UTF-8 byte on the
+    command line becomes, and what an unpaired ``\\ud800`` escape in JSON decodes to; tokenizers and JSON
+    writers fail on it far from where it came in, so it is refused where text enters."""
+    try:
+        text.encode("utf-8")
+    except UnicodeEncodeError as exc:
+        return (f"is not valid UTF-8 text: {ascii(text[exc.start])} at character {exc.start} is a lone surrogate "
+                "(a non-UTF-8 byte, or half of an escaped pair). Pass the text as UTF-8")
+    return None
+
+
 def _last_user_turn(text: str) -> str:
     """The last human turn of an HH-format conversation ("" when there is none)."""
     users = [m["content"] for m in hh_to_messages(text) if m["role"] == "user"]
@@ -44,7 +57,13 @@ def _last_user_turn(text: str) -> str:
 
 def _read_records(path: Path) -> list[dict]:
     """Rows of a .jsonl, .json (a list of objects) or .csv file, as dicts."""
-    text, suffix = path.read_text(encoding="utf-8-sig"), path.suffix.lower()
+    suffix = path.suffix.lower()
+    try:
+        text = path.read_text(encoding="utf-8-sig")
+    except UnicodeDecodeError as e:
+        raise ConfigError(f"{path} is not UTF-8 text ({e.reason} at byte {e.start}); save it as UTF-8.") from None
+    except OSError as e:
+        raise ConfigError(f"{path} cannot be read ({e.strerror or e}); check its permissions.") from None
     if suffix == ".csv":
         return list(csv.DictReader(text.splitlines()))
     try:
@@ -65,12 +84,16 @@ def _pick_field(rows: list[dict], field: str, where: str, hh: bool = False) -> l
     if not rows:
         raise ConfigError(f"{where} has no rows; give a file with at least one prompt.")
     if not any(field in r for r in rows):
-        have = sorted({k for r in rows for k in r})
+        have = sorted({k for r in rows for k in r if k is not None})  # None: a CSV row's extra cells
         raise ConfigError(f"{where} has no field {field!r}; its fields are {have}. "
                           f"Name the one holding the prompt text with --prompt-field.")
     texts = [r.get(field) for r in rows]
     texts = [_last_user_turn(t) if hh else t.strip() for t in texts if isinstance(t, str)]
     texts = [t for t in texts if t]
+    for i, t in enumerate(texts):
+        problem = unicode_problem(t)
+        if problem:
+            raise ConfigError(f"Prompt {i + 1} of {where} {problem}; fix the file.")
     if not texts:
         raise ConfigError(f"Field {field!r} of {where} is empty in every row; "
                           f"point --prompt-field at the field that holds the prompt text.")

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
-from ..options import at_least, build, check_choice, check_field_types, defaults, option, positive
+from ..options import at_least, between, build, check_choice, check_field_types, defaults, option, temperature
 from .methods import METHOD_TABLE, METHODS, Method, method_of
 from .protocol import SELECT_GREEDY, SELECTIONS
 from .values import require_weighted_rollouts
@@ -31,6 +31,18 @@ AUTHORS_SETTINGS = {
     "fixed_horizon": True,
 }
 AUTHORS_BETA = 2.0
+
+#: Upper bounds of the size options, wherever they are set (flags, config files, eval method strings,
+#: server defaults). One state's top_k × num_rollouts rollouts decode together, each holding its KV cache
+#: and a vocabulary-wide row of logits, and best_of samples of a prompt likewise: without a bound
+#: --top-k 1000000000 grew to 21 GB before the kernel killed it. The server caps requests lower still.
+SIZE_BOUNDS = {"top_k": 256, "num_rollouts": 64, "best_of": 64, "horizon": 4096, "max_new_tokens": 4096,
+               "batch_size": 256}
+ROLLOUT_ROWS_BOUND = 1024  # top_k × num_rollouts: the rollouts of one state, decoded at once
+SIZE_WHY = "memory grows with it"
+#: β below this makes soft transfer's α = 1/β, and the weights exp(Δr/β), overflow to inf; α above its
+#: bound overflows α·Q̂ likewise. Both are far outside any useful setting (the paper: α = 1, β ≈ 0.1).
+MIN_BETA, MAX_ALPHA = 1e-3, 1e4
 
 
 @dataclass
@@ -81,23 +93,29 @@ class DecodeConfig:
         check_choice("selection", self.selection, SELECTIONS)
         check_choice("proposal", self.proposal, MODEL_ROLES)
         check_choice("prior", self.prior, MODEL_ROLES)
-        for name in ("top_k", "best_of", "max_new_tokens", "batch_size"):
-            at_least(name, getattr(self, name), 1)
-        at_least("alpha", self.alpha, 0)
-        if self.num_rollouts is not None:
-            at_least("num_rollouts", self.num_rollouts, 1)
+        self._check_sizes()
+        between("alpha", self.alpha, 0, MAX_ALPHA, "α·Q̂ overflows beyond it")
         if self.rollout_temperature is not None:
-            at_least("rollout_temperature", self.rollout_temperature, 0)
-        if self.horizon is not None:
-            at_least("horizon", self.horizon, 0)
-        if self.beta is not None:
-            positive("beta", self.beta, "Use a positive KL strength such as 1.0.")
-        positive("selection_temperature", self.selection_temperature, "Use selection='greedy' for the argmax.")
+            temperature("rollout_temperature", self.rollout_temperature)
+        if self.beta is not None:  # β > 0, and far enough from 0 that 1/β stays finite
+            at_least("beta", self.beta, MIN_BETA)
+        temperature("selection_temperature", self.selection_temperature, greedy=False)
         if method.weighted and not self.compat:
             require_weighted_rollouts(self.method, self.rollouts, self.rollout_temp)
         if self.rollouts > 1 and self.rollout_temp == 0:
             raise ConfigError(f"num_rollouts={self.rollouts} with greedy rollouts (rollout_temperature=0) "
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
+
+    def _check_sizes(self) -> None:
+        """Each size option from its least useful value to its bound; N and k together too."""
+        for name, bound in SIZE_BOUNDS.items():
+            value = getattr(self, name)
+            if value is not None:  # num_rollouts unset: the method's default; horizon unset: to EOS
+                between(name, value, 0 if name == "horizon" else 1, bound, SIZE_WHY)
+        if self.top_k * self.rollouts > ROLLOUT_ROWS_BOUND:
+            raise ConfigError(f"top_k × num_rollouts = {self.top_k} × {self.rollouts} must be ≤ "
+                              f"{ROLLOUT_ROWS_BOUND} (one step decodes them all at once, and memory grows with "
+                              "them). Lower top_k or num_rollouts.")
 
     def _apply_compat(self, method: Method) -> None:
         """Set the authors' values, refusing any option the user set to something else."""

@@ -6,7 +6,6 @@ and soft transfer are all ``ValueGuidedDecoder`` with a different ``ValueEstimat
 
 from __future__ import annotations
 
-import json
 import time
 from dataclasses import dataclass
 from typing import Sequence
@@ -14,7 +13,8 @@ from typing import Sequence
 import torch
 from tqdm import tqdm
 
-from ..errors import ConfigError
+from ..errors import ConfigError, RewardError
+from ..jsonl import dumps
 from ..models.protocol import (LanguageModel, check_prompt, forward_tokens, max_candidates, per_prefix,
                                require_shared_vocabulary)
 from ..rewards.protocol import Reward, checked_scores
@@ -142,6 +142,7 @@ class ValueGuidedDecoder:
             estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates, budgets))
             values = estimate.values.double()
         logits = prior + self.settings.alpha * values  # log π_alg up to a constant
+        _require_usable(logits, self.settings.alpha)
         return StepDistribution(candidates, prior, values, logits, estimate)
 
     def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces, budgets) -> list[int]:
@@ -246,7 +247,15 @@ def write_trace(results: Sequence[GenerationResult], path) -> None:
     with open(path, "w", encoding="utf-8") as out:
         for index, result in enumerate(results):
             for record in result.trace_records(index):
-                out.write(json.dumps({"method": result.method, **record}, ensure_ascii=False) + "\n")
+                out.write(dumps({"method": result.method, **record}) + "\n")
+
+
+def _require_usable(logits: torch.Tensor, alpha: float) -> None:
+    """π_alg is a distribution only when each row's logits are below +inf, not NaN, and not all −inf; the
+    configs bound α and β so this holds for any reward of ordinary size, and this names the rest."""
+    if torch.isnan(logits).any() or torch.isposinf(logits).any() or torch.isneginf(logits).all(-1).any():
+        raise RewardError(f"π_alg is undefined at this step: log π_prior + α·Q̂ is not finite (α = {alpha:g}). "
+                          "Lower alpha, or scale the reward to ordinary magnitudes.")
 
 
 def _unique(*models: LanguageModel) -> tuple[LanguageModel, ...]:

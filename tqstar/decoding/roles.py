@@ -59,7 +59,14 @@ def baseline_spec_for(config: RolesConfig) -> str | None:
 
 
 def _require_adapter_of(baseline_spec: str | None, reference_spec: str) -> None:
-    """DPO's implicit reward β·log(ρ_BL/ρ_ref) is only defined against the reference DPO started from."""
+    """DPO's implicit reward β·log(ρ_BL/ρ_ref) is only defined against the reference DPO started from, and
+    is 0 for every response when the baseline is the reference itself (every weight equal, silently)."""
+    if baseline_spec is None or same_model(baseline_spec, reference_spec):
+        raise ConfigError(
+            f"--baseline-reward implicit compares the baseline with the reference, but the baseline is the "
+            f"reference itself ({reference_spec!r}), so β·log(ρ_BL/ρ_ref) is 0 for every response. Pass "
+            "--baseline with the DPO-aligned model (e.g. an adapter made by 'tqstar align'), or name the "
+            "baseline's reward with --baseline-reward SPEC.")
     found = adapter_dir(baseline_spec)
     base = adapter_base(found) if found else None
     if base is not None and not same_model(base, reference_spec):

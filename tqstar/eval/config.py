@@ -11,6 +11,8 @@ from ..errors import ConfigError
 from ..options import at_least, check_field_types, coerce, option
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
+#: Decode options eval sets for every method from its own flags: chunks are its unit of batching and seeding.
+RUN_DECODE = ("max_new_tokens", "batch_size", "seed")
 
 #: Labelled method lists. Options follow each name: NAME[:key=value,...]; 'label' names the row.
 _INDIRECT = "tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment,rollout_temperature=1,label=tq-indirect"
@@ -125,10 +127,13 @@ def _parse_method(text: str, config: EvalConfig) -> MethodSpec:
     name, _, rest = str(text).partition(":")
     options = _parse_options(rest, text)
     label = str(options.pop("label", None) or name + _suffix(options))
-    clash = sorted(set(options) & set(RUN_WIDE))
+    if "method" in options:
+        raise ConfigError(f"Method {text!r} sets method={options['method']!r}; the method is the name before ':'. "
+                          "Write e.g. 'tq-direct:top_k=5'.")
+    clash = sorted(set(options) & {*RUN_WIDE, *RUN_DECODE})
     if clash:
         raise ConfigError(f"Method {text!r} sets {', '.join(clash)}, which is one per run so that methods are "
-                          f"compared on the same models and reward. Use --{clash[0].replace('_', '-')} instead.")
+                          f"compared on the same models, reward, budget and seeds. Use --{clash[0].replace('_', '-')} instead.")
     decode_names, role_names = {f.name for f in fields(DecodeConfig)}, {f.name for f in fields(RolesConfig)}
     unknown = sorted(set(options) - decode_names - role_names)
     if unknown:

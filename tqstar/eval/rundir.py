@@ -4,10 +4,12 @@ method and prompt), judge.jsonl. Resuming keeps whole chunks only."""
 from __future__ import annotations
 
 import json
+import math
 from pathlib import Path
 
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, rewrite_jsonl, write_json
+from ..options import writable_dir
 from .config import EvalConfig, MethodSpec
 
 
@@ -15,14 +17,55 @@ def records_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "records.jsonl"
 
 
+#: What every record must hold for the report and for resuming: field → (accepted types, what to write).
+RECORD_FIELDS = {"method": (str, "a label"), "prompt_index": (int, "an index ≥ 0"), "prompt": (str, "text"),
+                 "response": (str, "text"), "reward": ((int, float), "a finite number"), "config": (dict, "an object")}
+#: Metrics a record may lack (null), but not hold as anything but a finite number.
+OPTIONAL_NUMBERS = ("kl", "diversity", "coherence", "tokens", "seconds", "forward_tokens", "harmless")
+
+
 def read_records(run_dir: str | Path) -> list[dict]:
-    return read_jsonl(records_path(run_dir))
+    """The run's records, each checked: a record edited by hand or written by another tool is named with
+    its line, rather than failing somewhere in the report."""
+    path = records_path(run_dir)
+    records = read_jsonl(path)
+    for line, record in enumerate(records, 1):
+        problem = record_problem(record)
+        if problem:
+            raise ConfigError(f"{path} line {line}: {problem}. Delete that line and rerun 'tqstar eval' with the "
+                              "same options to redo it, or pass a run directory written by 'tqstar eval'.")
+    return records
+
+
+def record_problem(record) -> str | None:
+    """Why ``record`` is not an eval record, or None."""
+    if not isinstance(record, dict):
+        return f"a record must be a JSON object, not {type(record).__name__}"
+    for name, (kinds, what) in RECORD_FIELDS.items():
+        value = record.get(name)
+        if value is None:
+            return f"the record has no {name!r}"
+        if isinstance(value, bool) or not isinstance(value, kinds) or not _finite(value):
+            return f"{name!r} must be {what}, got {value!r}"
+    if record["prompt_index"] < 0:
+        return f"'prompt_index' must be an index ≥ 0, got {record['prompt_index']}"
+    for name in OPTIONAL_NUMBERS:
+        value = record.get(name)
+        if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value)):
+            return f"{name!r} must be a finite number or null, got {value!r}"
+    sweep = record["config"].get("sweep")
+    if sweep is not None and not (isinstance(sweep, dict) and {"of", "option", "value"} <= set(sweep)):
+        return f"config.sweep must be null or an object with of, option and value, got {sweep!r}"
+    return None
+
+
+def _finite(value) -> bool:
+    return not isinstance(value, float) or math.isfinite(value)
 
 
 def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
     """Start ``config.output`` with its config.json, or check that it holds the same run."""
-    out = Path(config.output)
-    out.mkdir(parents=True, exist_ok=True)
+    out = writable_dir(config.output, "--output")
     path = out / "config.json"
     identity = {**config.run_identity, "methods": {s.label: s.as_record() for s in specs}}
     identity = json.loads(json.dumps(identity))  # tuples and lists compare alike once serialised

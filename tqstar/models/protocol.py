@@ -13,6 +13,7 @@ from dataclasses import dataclass
 from typing import TYPE_CHECKING, Protocol, Sequence, runtime_checkable
 
 from ..errors import PromptError, VocabularyMismatchError
+from ..prompts import unicode_problem
 
 if TYPE_CHECKING:
     import torch
@@ -136,6 +137,9 @@ def check_prompt(model: LanguageModel, prompt: str, max_new_tokens: int) -> list
     """Encode a prompt, refusing an empty one or one that leaves no room for the response."""
     if not prompt or not prompt.strip():
         raise PromptError("The prompt is empty. Pass the text you want a response to.")
+    problem = unicode_problem(prompt)
+    if problem:
+        raise PromptError(f"The prompt {problem}.")
     ids = model.encode_prompt(prompt)
     if len(ids) + max_new_tokens > model.max_length:
         raise PromptError(
