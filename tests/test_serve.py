@@ -169,10 +169,13 @@ def test_raw_model_answers_token_id_prompts_with_logprobs_like_vllm(client, tiny
     assert len(echoed.choices[0].logprobs.tokens) == len(prompt)
 
 
-def test_models_lists_the_methods_and_the_raw_models_with_their_context(client, tiny_model_dir):
+def test_models_lists_the_methods_and_the_raw_models_with_their_context_but_no_local_path(client, tiny_model_dir):
     cards = {m.id: m for m in client.models.list().data}
-    assert {"tqstar/tq-direct", "tqstar/args", "tqstar/greedy", str(tiny_model_dir)} <= set(cards)
-    assert cards[str(tiny_model_dir)].model_extra["max_model_len"] == 256
+    assert {"tqstar/tq-direct", "tqstar/args", "tqstar/greedy", "reference", "baseline"} <= set(cards)
+    assert cards["reference"].model_extra["max_model_len"] == 256
+    assert not any(str(tiny_model_dir) in card.id or card.id.startswith("/") for card in cards.values())
+    # the path still names the model for a client that knows it
+    assert client.completions.create(model=str(tiny_model_dir), prompt="Hi", max_tokens=1).usage.completion_tokens
 
 
 def test_concurrent_requests_share_batches_and_stop_at_their_own_max_tokens(server, client, roles):
@@ -413,6 +416,20 @@ def raw_json(text: str) -> bytes:
     ("completions", {"model": "reference", "prompt": [1, 2], "top_k": 5}, 400, "unknown_field"),
     ("completions", {"model": "reference", "prompt": [1, 2], "stop_token_ids": [-1]}, 422, "invalid_type"),
     ("no/such/route", {}, 404, "not_found"),
+    # text that is not Unicode: a lone surrogate, in the prompt or in any other string
+    ("chat/completions", raw_json('"user": "\\ud800"'), 400, "invalid_text"),
+    ("chat/completions", b'{"model": "tq-direct", "messages": [{"role": "user", "content": "hi \\ud800"}]}', 400,
+     "invalid_text"),
+    ("completions", b'{"model": "reference", "prompt": "\\udfff"}', 400, "invalid_text"),
+    # temperatures so small that the sampler's logits overflow
+    ("chat/completions", {**CHAT, "model": "sample", "temperature": 1e-300}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "model": "best-of-n", "temperature": 1e-300}, 422, "out_of_range"),
+    ("chat/completions", {**CHAT, "num_rollouts": 2, "rollout_temperature": 1e-300}, 422, "invalid_option"),
+    ("completions", {"model": "reference", "prompt": "Hi", "temperature": 1e-300}, 422, "out_of_range"),
+    # β so small that soft transfer's α = 1/β is infinite
+    ("chat/completions", {**CHAT, "model": "soft", "beta": 5e-324}, 422, "invalid_option"),
+    # a model name that names a second method, and compat raising k and H past the caps
+    ("chat/completions", {**CHAT, "model": "tq-direct?method=greedy"}, 422, "conflicting_options"),
 ])
 def test_bad_input_gets_its_4xx_with_an_openai_error_body_and_the_server_keeps_serving(
         server, client, path, payload, status, code):
@@ -424,6 +441,82 @@ def test_bad_input_gets_its_4xx_with_an_openai_error_body_and_the_server_keeps_s
     assert error["code"] == code and error["message"] and set(error) == {"message", "type", "param", "code"}
     assert httpx.get(server.url.removesuffix("/v1") + "/health").json()["status"] == "ok"
     assert chat(client, max_tokens=1).usage.completion_tokens == 1
+
+
+def test_compat_cannot_raise_top_k_or_horizon_past_the_servers_caps(roles, tiny_model_dir):
+    app = create_app(ServeConfig(max_tokens=8, max_top_k=4), roles, DecodeConfig(max_new_tokens=4),
+                     {str(tiny_model_dir): "reference"})
+    running = serve_in_thread(app)
+    try:
+        response = httpx.post(f"{running.url}/chat/completions", json={**CHAT, "model": "tq-direct?compat=true"})
+        assert response.status_code == 422, response.text
+        message = response.json()["error"]["message"]
+        assert message.startswith("horizon=20 (set by compat) is over the server's cap of 8")
+    finally:
+        running.close()
+
+
+@pytest.mark.parametrize("content_type", ["text/plain", "application/x-www-form-urlencoded", None])
+def test_only_json_bodies_are_read(server, content_type):
+    headers = {"Content-Type": content_type} if content_type else {}
+    response = httpx.post(f"{server.url}/chat/completions", content=json.dumps(CHAT).encode(), headers=headers)
+    assert response.status_code == 415 and response.json()["error"]["code"] == "unsupported_media_type"
+    charset = httpx.post(f"{server.url}/chat/completions", content=json.dumps({**CHAT, "max_tokens": 1}).encode(),
+                         headers={"Content-Type": "application/json; charset=utf-8"})
+    assert charset.status_code == 200
+
+
+@pytest.mark.parametrize("host, status", [("localhost:8000", 200), ("127.0.0.1", 200), ("[::1]:80", 200),
+                                          ("attacker.example", 403), ("attacker.example:8000", 403),
+                                          ("localhost.attacker.example", 403), ("tqstar.lan", 200)])
+def test_without_a_key_only_loopback_and_allowed_host_names_are_served(roles, tiny_model_dir, host, status):
+    running, _ = start(roles, tiny_model_dir, allowed_hosts=["tqstar.lan"])
+    try:
+        response = httpx.get(f"{running.url}/models", headers={"Host": host})
+        assert response.status_code == status, response.text
+        if status == 403:
+            assert response.json()["error"]["code"] == "host_not_allowed"
+            assert "--allowed-hosts" in response.json()["error"]["message"]
+    finally:
+        running.close()
+
+
+def test_a_key_file_sets_the_key_and_a_keyed_server_takes_any_host(roles, tiny_model_dir, tmp_path):
+    key_file = tmp_path / "key"
+    key_file.write_text("from-a-file\n")
+    running, _ = start(roles, tiny_model_dir, api_key_file=str(key_file))
+    try:
+        headers = {"Authorization": "Bearer from-a-file", "Host": "tqstar.example"}
+        assert httpx.get(f"{running.url}/models", headers=headers).status_code == 200
+        assert httpx.get(f"{running.url}/models").status_code == 401
+    finally:
+        running.close()
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"api_key_file": "/no/such/key"}, "cannot be read"),
+    ({"api_key_file": "EMPTY"}, "is empty"),
+    ({"api_key_file": "KEY", "api_key": "also"}, "Keep one of them"),
+    ({"max_top_k": 1000}, "max_top_k must be ≤ 256"),
+    ({"max_samples": 10_000}, "max_samples must be ≤ 64"),
+    ({"max_tokens": 10**9}, "max_tokens must be ≤ 4096"),
+])
+def test_bad_server_options_are_refused_naming_the_fix(tmp_path, options, message):
+    (tmp_path / "EMPTY").write_text("")
+    (tmp_path / "KEY").write_text("k")
+    options = {k: str(tmp_path / v) if k == "api_key_file" and not v.startswith("/") else v
+               for k, v in options.items()}
+    with pytest.raises(ConfigError, match=message):
+        ServeConfig(**options)
+
+
+def test_every_5xx_is_logged_with_its_traceback(controlled, caplog):
+    controlled.switch.fail_all = True
+    with caplog.at_level("ERROR", logger="tqstar.serve"):
+        with pytest.raises(openai.InternalServerError):
+            chat(controlled.client, max_tokens=1)
+    assert any(r.exc_info and "the reward failed on purpose" in str(r.exc_info[1]) for r in caplog.records)
+    assert any("answered 500" in r.getMessage() for r in caplog.records)
 
 
 def test_an_api_key_is_required_on_every_request(roles, tiny_model_dir):

@@ -4,11 +4,12 @@ request builds its decoder here, on arrival, so options the decoder refuses fail
 from __future__ import annotations
 
 import asyncio
-import hmac
 import json
+import logging
 import time
 from contextlib import asynccontextmanager
 from dataclasses import replace
+from pathlib import Path
 
 from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
@@ -18,8 +19,10 @@ from ..decoding.build import build_decoder
 from ..decoding.config import DecodeConfig
 from ..decoding.roles import Roles
 from ..errors import TQStarError
+from ..prompts import unicode_problem
 from .config import ServeConfig
 from .engine import Engine, EngineDown, QueueFull, engine_down
+from .guard import RequireKey, RequireLocalHost, error_response
 from .jobs import Job
 from .methods import Catalog, chunk, evidence, method_response, parse_chat, parse_completion, usage_chunk
 from .protocol import ApiError, DoneEvent, ErrorEvent, Event, Limits, MethodRequest, RawRequest, TokenEvent
@@ -28,6 +31,7 @@ from .wire import new_id, sse
 
 #: How often a waiting non-streaming request checks whether its client is still there.
 POLL_SECONDS = 0.25
+LOG = logging.getLogger("tqstar.serve")
 
 
 class _Gone(Exception):
@@ -48,12 +52,15 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     app = FastAPI(title="tqstar", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
     if config.api_key:
-        app.add_middleware(_RequireKey, key=config.api_key)
-    app.add_exception_handler(ApiError, lambda request, exc: _error(exc))
-    app.add_exception_handler(HTTPException, lambda request, exc: _error(
+        app.add_middleware(RequireKey, key=config.api_key)
+    else:  # no key: a web page the user has open must not reach the server through a rebound DNS name
+        app.add_middleware(RequireLocalHost, allowed=config.allowed_hosts)
+    app.add_exception_handler(ApiError, lambda request, exc: _error(request, exc))
+    app.add_exception_handler(HTTPException, lambda request, exc: _error(request,
         ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. The API offers "
                                   "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.",
                  code="not_found" if exc.status_code == 404 else None)))
+    app.add_exception_handler(Exception, _unexpected)
 
     @app.get("/health")
     async def health():
@@ -78,9 +85,11 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
 
 
 def _model_cards(catalog: Catalog, roles: Roles) -> list[dict]:
+    """The served names, less those that are local paths: a client learns nothing of the machine's files
+    (it still may ask for a model by its path, or by its role)."""
     created = int(time.time())
     cards = []
-    for name in catalog.model_ids() + ["reference", "baseline"]:
+    for name in [n for n in catalog.model_ids() if not _local_path(n)] + ["reference", "baseline"]:
         card = {"id": name, "object": "model", "created": created, "owned_by": "tqstar"}
         if name in catalog.raw:  # what a remote client reads the context length from, like vLLM's
             card["max_model_len"] = roles.model(catalog.raw[name]).max_length
@@ -160,8 +169,18 @@ async def _stream(job: Job, request: MethodRequest, event: Event):
         job.cancel()
 
 
+def _local_path(name: str) -> bool:
+    return name.startswith(("/", ".", "~")) or Path(name).expanduser().exists()
+
+
 async def _read_json(request: Request, limit: int) -> dict:
-    """The body as a JSON object, refusing oversized (413) and malformed (400) bodies."""
+    """The body as a JSON object, refusing other content types (415), oversized (413) and malformed (400)
+    bodies, and text that is not Unicode (400). Only JSON: what a web page may send without the browser
+    asking the server first (a form, text/plain) is never read."""
+    kind = request.headers.get("content-type", "").partition(";")[0].strip().lower()
+    if kind != "application/json":
+        raise ApiError(415, f"The body must be JSON, sent with 'Content-Type: application/json' (got "
+                            f"{kind or 'no content type'!r}).", None, "unsupported_media_type")
     too_large = ApiError(413, f"The request body exceeds {limit} bytes (the server's --max-body-bytes). Send a "
                               "shorter prompt.", None, "request_too_large")
     declared = request.headers.get("content-length", "")
@@ -181,7 +200,27 @@ async def _read_json(request: Request, limit: int) -> dict:
                        "invalid_json") from None
     if not isinstance(body, dict):
         raise ApiError(400, "The body must be a JSON object.", None, "invalid_json")
+    where = _lone_surrogate(body)
+    if where is not None:
+        raise ApiError(400, f"{where} holds a lone surrogate (an escape such as \\ud800 without its pair), which "
+                            "is not Unicode text. Send valid UTF-8 text.", where.partition(".")[0].partition("[")[0],
+                       "invalid_text")
     return body
+
+
+def _lone_surrogate(value, where: str = "body") -> str | None:
+    """Where in a parsed body a string (or key) holds a lone surrogate, or None."""
+    if isinstance(value, str):
+        return None if unicode_problem(value) is None else where
+    if isinstance(value, dict):
+        for key, item in value.items():
+            found = _lone_surrogate(key, where) or _lone_surrogate(item, key if where == "body" else f"{where}.{key}")
+            if found:
+                return found
+    if isinstance(value, list):
+        return next((found for i, item in enumerate(value) if (found := _lone_surrogate(item, f"{where}[{i}]"))),
+                    None)
+    return None
 
 
 def _refuse_constant(name: str):
@@ -189,25 +228,15 @@ def _refuse_constant(name: str):
     raise ValueError(f"{name} is not a JSON number")
 
 
-def _error(exc: ApiError) -> JSONResponse:
-    headers = {"Retry-After": "1"} if exc.status == 429 else None
-    return JSONResponse(exc.body(), status_code=exc.status, headers=headers)
+def _error(request: Request, exc: ApiError) -> JSONResponse:
+    if exc.status >= 500:  # the server's fault, or a model behind it: the operator needs to know
+        LOG.error("%s %s answered %d: %s", request.method, request.url.path, exc.status, exc.message)
+    return error_response(exc)
 
 
-class _RequireKey:
-    """Refuse every request without ``Authorization: Bearer KEY`` (plain ASGI, so streaming is untouched)."""
-
-    def __init__(self, app, key: str):
-        self.app, self.expected = app, f"Bearer {key}".encode()
-
-    async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
-            given = dict(scope.get("headers") or []).get(b"authorization", b"")
-            if not hmac.compare_digest(given, self.expected):
-                error = ApiError(401, "Missing or wrong API key. Send the header 'Authorization: Bearer KEY' with "
-                                      "the key the server was started with (--api-key or TQSTAR_API_KEY).",
-                                 None, "invalid_api_key", "authentication_error")
-                await _error(error)(scope, receive, send)
-                return
-        await self.app(scope, receive, send)
+def _unexpected(request: Request, exc: Exception) -> JSONResponse:
+    """A bug: logged with its traceback, answered with an OpenAI error body rather than plain text."""
+    LOG.error("%s %s failed", request.method, request.url.path, exc_info=exc)
+    return error_response(ApiError(500, f"The server failed: {type(exc).__name__}. Its log has the details.",
+                                   None, "internal_error", "server_error"))
 

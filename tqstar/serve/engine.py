@@ -8,6 +8,7 @@ request always runs in the next batch, so a stream of newer requests cannot star
 
 from __future__ import annotations
 
+import logging
 import threading
 from collections import Counter, deque
 
@@ -17,6 +18,8 @@ from .jobs import Job, drop_cancelled, take_batch
 from .methods import run_methods
 from .protocol import ApiError, ErrorEvent, RawRequest
 from .raw import run_raw
+
+LOG = logging.getLogger("tqstar.serve")
 
 
 class QueueFull(Exception):
@@ -88,6 +91,9 @@ class Engine:
     def _loop(self) -> None:
         try:
             self._serve()
+        except BaseException:
+            LOG.exception("The model thread stopped; every request now answers 503")
+            raise
         finally:  # stopped, or crashed outside a batch: no one else will answer these jobs
             with self.condition:
                 self._down = True
@@ -104,6 +110,8 @@ class Engine:
             try:
                 (run_raw if isinstance(batch[0].request, RawRequest) else run_methods)(self, batch)
             except Exception as exc:  # one failed batch must not stop the server
+                if as_api_error(exc).status >= 500:  # a request's own fault is its 4xx, not the log's
+                    LOG.error("A batch of %d request(s) failed", len(batch), exc_info=exc)
                 # only the jobs still decoding: refused ones have their answer, requeued ones run later
                 failed = [job for job in self.running if not job.answered]
                 self.count("failed", len(failed))

@@ -14,12 +14,13 @@ from ..decoding.config import DecodeConfig, RolesConfig
 from ..decoding.methods import METHODS, find_method
 from ..decoding.protocol import SELECT_GREEDY, GenerationResult
 from ..errors import ConfigError
+from ..jsonl import finite
 from ..models.protocol import LanguageModel
 from ..options import coerce
 from .jobs import BatchHost, Job, admit
 from .protocol import ApiError, DoneEvent, Finished, Limits, MethodRequest, RawRequest, TokenEvent
 from .raw import parse_raw
-from .wire import COMMON_FIELDS, check_openai_sampling, finite, flag, integer, number, require_finite, usage
+from .wire import COMMON_FIELDS, check_openai_sampling, flag, integer, require_finite, temperature, usage
 
 METHOD_PREFIX = "tqstar/"
 DECODE_FIELDS = tuple(f.name for f in fields(DecodeConfig))
@@ -46,8 +47,8 @@ class Catalog:
         if name in self.raw:
             return "raw", self.raw[name], {}
         base, _, query = name.removeprefix(METHOD_PREFIX).partition("?")
-        if base in ("", "tqstar"):
-            base = self.defaults.method
+        named = base not in ("", "tqstar")  # 'tqstar' alone: the server's default method
+        base = base if named else self.defaults.method
         if find_method(base) is None:
             raise ApiError(404, f"Unknown model {name!r}. Use a method ({', '.join(METHODS)}, optionally as "
                                 f"'tqstar/METHOD?top_k=5&alpha=2') or a served model ({', '.join(self.raw)}).",
@@ -58,7 +59,11 @@ class Catalog:
                 raise ApiError(422, f"Unknown option {key!r} in the model name. Use DecodeConfig fields: "
                                     f"{', '.join(DECODE_FIELDS)}.", "model", "unknown_field")
             options[key] = _decode_option(key, value)
-        return "method", base, options
+        if named and "method" in options and find_method(options["method"]) is not find_method(base):
+            raise ApiError(422, f"The model name {name!r} names two methods, {base!r} and {options['method']!r}. "
+                                f"Name one: 'tqstar/{options['method']}' or 'tqstar/{base}'.", "model",
+                           "conflicting_options")
+        return "method", options.pop("method", base), options
 
 
 def parse_chat(body: dict, catalog: Catalog, limits: Limits) -> MethodRequest:
@@ -125,15 +130,15 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
     options = {**options, "method": method, **extra}
     _check_caps(options, limits)
     check_openai_sampling(body, n_allowed=1)
-    temperature = number(body, "temperature", 0.0, None)
-    if temperature is not None:  # the OpenAI knob: 0 → greedy choice, else the temperature of π_alg
-        if temperature == 0:
+    sampling = temperature(body)
+    if sampling is not None:  # the OpenAI knob: 0 → greedy choice, else the temperature of π_alg
+        if sampling == 0:
             options.setdefault("selection", SELECT_GREEDY)
             twin = find_method(options["method"])
             if twin is not None and twin.greedy_twin:
                 options["method"] = twin.greedy_twin
         else:
-            options.setdefault("selection_temperature", temperature)
+            options.setdefault("selection_temperature", sampling)
     max_tokens = _max_tokens(body, options.pop("max_new_tokens", None), catalog.defaults.max_new_tokens, limits)
     if options.get("seed") is not None:  # from the body or the model name: a torch generator's range
         options["seed"] = integer(options, "seed", 0, 2**63 - 1)
@@ -141,6 +146,9 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
         config = replace(catalog.defaults, **options, max_new_tokens=max_tokens)
     except ConfigError as exc:
         raise ApiError(422, str(exc), _named_field(str(exc)), "invalid_option") from None
+    # options the request did not set but its choices changed (compat sets k and H) are capped too
+    _check_caps({name: getattr(config, name) for name in limits.caps() if name not in options
+                 and getattr(config, name) != getattr(catalog.defaults, name)}, limits, " (set by compat)")
     stream_options = body.get("stream_options") or {}
     if not isinstance(stream_options, dict):
         raise ApiError(422, "stream_options must be an object such as {\"include_usage\": true}.", "stream_options")
@@ -148,19 +156,21 @@ def _method_request(body, catalog, limits, method, options, prompt, chat) -> Met
                          bool(stream_options.get("include_usage")), flag(body, "trace"), chat)
 
 
-def _check_caps(options: dict, limits: Limits) -> None:
+def _check_caps(options: dict, limits: Limits, why: str = "") -> None:
     """Options a request sets (in the model name or the body) that multiply its work stay under the caps;
     the server's own defaults are the operator's choice and are not capped."""
     for name, (cap, server_flag) in limits.caps().items():
         if name not in options:
             continue
         value = options[name]
+        if value is None and name == "num_rollouts":
+            continue  # the method's own N
         if value is None:  # horizon 'eos': rollouts as long as the context allows
-            raise ApiError(422, f"{name}='eos' is not accepted per request. Send a {name} of at most {cap} (the "
-                                f"server's {server_flag}).", name, "out_of_range")
+            raise ApiError(422, f"{name}='eos'{why} is not accepted per request. Send a {name} of at most {cap} "
+                                f"(the server's {server_flag}).", name, "out_of_range")
         if value > cap:
-            raise ApiError(422, f"{name}={value} is over the server's cap of {cap} ({server_flag}). Send at most {cap}.",
-                           name, "out_of_range")
+            raise ApiError(422, f"{name}={value}{why} is over the server's cap of {cap} ({server_flag}). Send at "
+                                f"most {cap}.", name, "out_of_range")
 
 
 def _max_tokens(body, alias, default: int, limits: Limits) -> int:

@@ -10,9 +10,10 @@ import time
 
 import torch
 
+from ..jsonl import finite
 from .jobs import BatchHost, Job
 from .protocol import ApiError, DoneEvent, ErrorEvent, Limits, RawFinished, RawRequest
-from .wire import check_openai_sampling, finite, flag, integer, new_id, number, usage
+from .wire import check_openai_sampling, flag, integer, new_id, temperature, usage
 
 #: Rows of per-position log-probs computed at once for a raw completion.
 LOGPROB_ROWS = 64
@@ -38,9 +39,9 @@ def parse_raw(body: dict, role: str, limits: Limits) -> RawRequest:
                        "prompt", "invalid_prompt")
     echo = flag(body, "echo")
     max_tokens = integer(body, "max_tokens", 0 if echo else 1, limits.max_tokens, default=16)
-    temperature = number(body, "temperature", 0.0, None)
+    sampling = temperature(body)
     return RawRequest(body["model"], role, prompt, max_tokens, integer(body, "n", 1, limits.max_samples, default=1),
-                      1.0 if temperature is None else temperature, integer(body, "seed", 0, 2**63 - 1),
+                      1.0 if sampling is None else sampling, integer(body, "seed", 0, 2**63 - 1),
                       integer(body, "logprobs", 0, limits.max_logprobs), echo,
                       flag(body, "return_tokens_as_token_ids"), _token_list(body, "stop_token_ids"))
 

@@ -3,6 +3,7 @@ for tests and notebooks)."""
 
 from __future__ import annotations
 
+import logging
 import os
 import socket
 import sys
@@ -41,9 +42,21 @@ def run_serve(args) -> int:
           f"{', API key required' if config.api_key else ''})", flush=True)
     if config.exposed and not config.api_key:
         print(f"tqstar serve: warning: {config.host} is reachable from other machines and no API key is set; "
-              f"pass --api-key or set {API_KEY_ENV}.", file=sys.stderr, flush=True)
+              f"pass --api-key-file or set {API_KEY_ENV}. Without a key only loopback Host names are served "
+              "(add others with --allowed-hosts).", file=sys.stderr, flush=True)
+    _log_errors_to_stderr()
     uvicorn.Server(uvicorn.Config(app, log_level=config.log_level, timeout_graceful_shutdown=5)).run(sockets=[sock])
     return 0
+
+
+def _log_errors_to_stderr() -> None:
+    """Every 5xx and failed batch, with its traceback, on stderr beside uvicorn's own log."""
+    log = logging.getLogger("tqstar.serve")
+    if not log.handlers:
+        handler = logging.StreamHandler(sys.stderr)
+        handler.setFormatter(logging.Formatter("tqstar serve: %(levelname)s: %(message)s"))
+        log.addHandler(handler)
+        log.propagate = False
 
 
 def bind(host: str, port: int) -> socket.socket:

@@ -6,6 +6,8 @@ import json
 import math
 import uuid
 
+from ..errors import ConfigError
+from ..options import temperature as check_temperature
 from .protocol import ApiError
 
 COMMON_FIELDS = {"model", "max_tokens", "stream", "stream_options", "n", "seed", "temperature", "top_p", "stop",
@@ -49,6 +51,17 @@ def number(body: dict, name: str, low: float, high: float | None):
     return float(value)
 
 
+def temperature(body: dict, name: str = "temperature") -> float | None:
+    """The OpenAI temperature: 0 (greedy) or at least the sampler's lowest (tqstar.options.temperature)."""
+    value = number(body, name, 0.0, None)
+    if value is not None:
+        try:
+            check_temperature(name, value)
+        except ConfigError as exc:
+            raise ApiError(422, str(exc), name, "out_of_range") from None
+    return value
+
+
 def flag(body: dict, name: str) -> bool:
     value = body.get(name, False)
     if value is None:
@@ -76,17 +89,6 @@ def new_id(chat: bool) -> str:
 def usage(prompt_tokens: int, completion_tokens: int) -> dict:
     return {"prompt_tokens": prompt_tokens, "completion_tokens": completion_tokens,
             "total_tokens": prompt_tokens + completion_tokens}
-
-
-def finite(value):
-    """JSON has no infinities: a −inf log-prob (a token a remote model did not rank) becomes null."""
-    if isinstance(value, float):
-        return value if math.isfinite(value) else None
-    if isinstance(value, list):
-        return [finite(v) for v in value]
-    if isinstance(value, dict):
-        return {k: finite(v) for k, v in value.items()}
-    return value
 
 
 def sse(payload: dict) -> str:
