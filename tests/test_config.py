@@ -169,3 +169,37 @@ def test_list_options_refuse_anything_but_a_list_of_text():
         EvalConfig(output="out", methods="greedy")
     with pytest.raises(ConfigError, match="sweep must be a list of text"):
         EvalConfig(output="out", methods=["greedy"], sweep=[1])
+
+
+def _align(**options):
+    from tqstar.align import AlignConfig
+
+    return AlignConfig(output="unused", **options)
+
+
+def _bench(**options):
+    from tqstar.bench import BenchConfig
+
+    return BenchConfig(**options)
+
+
+def _eval(**options):
+    from tqstar.eval.config import EvalConfig
+
+    return EvalConfig(output="unused", methods=["greedy"], **options)
+
+
+@pytest.mark.parametrize("make, name, bound", [
+    (_align, "samples_per_prompt", 64), (_align, "max_new_tokens", 4096), (_align, "batch_size", 256),
+    (_align, "lora_r", 256), (_bench, "top_k", 256), (_bench, "horizon", 4096), (_bench, "new_tokens", 4096),
+    (_eval, "max_new_tokens", 4096), (_eval, "batch_size", 256), (_eval, "workers", 64),
+])
+def test_size_options_of_every_command_have_an_upper_bound(make, name, bound):
+    with pytest.raises(ConfigError, match=rf"{name} must be ≤ {bound} \(.*\), got {bound + 1}\. Set {name} to"):
+        make(**{name: bound + 1})
+    assert getattr(make(**{name: bound}), name) == bound
+
+
+def test_align_samples_at_a_temperature_that_stays_finite():
+    with pytest.raises(ConfigError, match="temperature must be ≥ 0.01"):
+        _align(temperature=1e-300)

@@ -139,6 +139,8 @@ def test_top_k_above_a_remote_proposals_log_probs_is_refused(server, baseline_di
     ("openai:http://127.0.0.1:1/v1#m?colour=red", "Unknown remote option 'colour'"),
     ("openai:http://127.0.0.1:1/v1#m?top_logprobs=many", "must be a number"),
     ("openai:http://127.0.0.1:1/v1#m?top_logprobs=0", "top_logprobs=0 must be ≥ 1"),
+    ("openai:http://127.0.0.1:1/v1#m?top_logprobs=100000", "top_logprobs=100000 must be ≤ 1024"),
+    ("openai:http://127.0.0.1:1/v1#m?concurrency=1000000000", "concurrency=1000000000 must be ≤ 256"),
 ])
 def test_malformed_remote_specs_are_clear_errors(spec, message):
     with pytest.raises(ModelLoadError, match=message):

@@ -17,14 +17,17 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
+from .decoding.config import SIZE_BOUNDS, SIZE_WHY
 from .decoding.decoder import SamplingDecoder
 from .errors import ConfigError
 from .jsonl import append_jsonl, read_jsonl, rewrite_jsonl
 from .models.loader import load_language_model
 from .models.spec import resolve_device
-from .options import at_least, check_field_types, claim_run, option, positive
+from .options import at_least, between, check_field_types, claim_run, option, positive, temperature
 from .prompts import load_prompts
 from .rewards.loading import load_reward
+
+MAX_LORA_RANK = 256
 
 
 @dataclass
@@ -54,13 +57,16 @@ class AlignConfig:
         check_field_types(self)
         if not self.output:
             raise ConfigError("align needs an output directory. Pass --output DIR.")
-        at_least("samples_per_prompt", self.samples_per_prompt, 2)  # a pair needs two responses
-        for name in ("max_new_tokens", "lora_r", "batch_size", "dev_limit"):
-            at_least(name, getattr(self, name), 1)
+        # a pair needs two responses; the samples of a prompt are drawn together, like best_of
+        between("samples_per_prompt", self.samples_per_prompt, 2, SIZE_BOUNDS["best_of"], SIZE_WHY)
+        for name in ("max_new_tokens", "batch_size"):
+            between(name, getattr(self, name), 1, SIZE_BOUNDS[name], SIZE_WHY)
+        between("lora_r", self.lora_r, 1, MAX_LORA_RANK, "the adapter's size grows with it")
+        at_least("dev_limit", self.dev_limit, 1)
         positive("beta", self.beta, "DPO's β is typically 0.1.")
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
         positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")
-        positive("temperature", self.temperature, "Sample at 1.0 for varied responses.")
+        temperature("temperature", self.temperature, greedy=False)  # pairs need varied responses
 
 
 def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress: bool = True) -> list[dict]:

@@ -15,9 +15,9 @@ from dataclasses import dataclass
 import torch
 
 from .decoding.build import build_decoder
-from .decoding.config import DecodeConfig, RolesConfig
+from .decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
 from .decoding.roles import Roles
-from .options import at_least, check_field_types, option
+from .options import at_least, between, check_field_types, option
 from .errors import ConfigError
 
 BENCH_PROMPTS = (
@@ -44,8 +44,9 @@ class BenchConfig:
 
     def __post_init__(self):
         check_field_types(self)
-        for name in ("top_k", "horizon", "new_tokens", "batch"):
-            at_least(name, getattr(self, name), 1)
+        for name, bound in (("top_k", "top_k"), ("horizon", "horizon"), ("new_tokens", "max_new_tokens")):
+            between(name, getattr(self, name), 1, SIZE_BOUNDS[bound], SIZE_WHY)
+        at_least("batch", self.batch, 1)
         if self.batch > len(BENCH_PROMPTS):
             raise ConfigError(f"batch must be ≤ {len(BENCH_PROMPTS)} (the benchmark's prompts), got {self.batch}.")
         if self.threads is not None:

@@ -6,13 +6,14 @@ from __future__ import annotations
 from dataclasses import asdict, dataclass, fields, replace
 from typing import Any
 
-from ..decoding.config import DecodeConfig, RolesConfig
+from ..decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
 from ..errors import ConfigError
-from ..options import at_least, check_field_types, coerce, option
+from ..options import at_least, between, check_field_types, coerce, option
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
 #: Decode options eval sets for every method from its own flags: chunks are its unit of batching and seeding.
 RUN_DECODE = ("max_new_tokens", "batch_size", "seed")
+MAX_WORKERS = 64
 
 #: Labelled method lists. Options follow each name: NAME[:key=value,...]; 'label' names the row.
 _INDIRECT = "tq-indirect:baseline=bl-sentiment,baseline_reward=sentiment,rollout_temperature=1,label=tq-indirect"
@@ -83,8 +84,9 @@ class EvalConfig:
         if not self.methods:
             raise ConfigError("No methods to run. Name them with --methods NAME (repeatable) or pick --preset quick.")
         self.max_new_tokens = self.max_new_tokens or 32
-        for name in ("max_new_tokens", "batch_size", "workers"):
-            at_least(name, getattr(self, name), 1)
+        for name in ("max_new_tokens", "batch_size"):
+            between(name, getattr(self, name), 1, SIZE_BOUNDS[name], SIZE_WHY)
+        between("workers", self.workers, 1, MAX_WORKERS, "each loads its own copy of the models")
         if self.limit is not None:
             at_least("limit", self.limit, 1)
         if bool(self.judge_url) != bool(self.judge_model):

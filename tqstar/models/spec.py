@@ -40,10 +40,15 @@ class RemoteSpec:
                                  "Write openai:http://HOST:PORT/v1#MODEL.")
         if not self.model:
             raise ModelLoadError(f"Remote spec for {self.url} names no model. Write openai:{self.url}#MODEL.")
-        for name, lowest in (("top_logprobs", 1), ("concurrency", 1), ("retries", 0), ("max_length", 2)):
+        # the bounds keep a typo from opening a billion connections or asking a billion log-probs per token
+        for name, lowest, highest in (("top_logprobs", 1, 1024), ("concurrency", 1, 256), ("retries", 0, 100),
+                                      ("max_length", 2, None)):
             value = getattr(self, name)
             if value is not None and value < lowest:
                 raise ModelLoadError(f"Remote option {name}={value} must be ≥ {lowest}.")
+            if value is not None and highest is not None and value > highest:
+                raise ModelLoadError(f"Remote option {name}={value} must be ≤ {highest}. Set {name}={highest} or "
+                                     "less.")
         if not self.timeout > 0:
             raise ModelLoadError(f"Remote option timeout={self.timeout} must be > 0 seconds.")
 
