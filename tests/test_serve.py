@@ -519,6 +519,17 @@ def test_every_5xx_is_logged_with_its_traceback(controlled, caplog):
     assert any("answered 500" in r.getMessage() for r in caplog.records)
 
 
+def test_a_bug_in_a_route_answers_an_openai_500_and_logs_its_traceback(server, monkeypatch, caplog):
+    def broken(*args):
+        raise RuntimeError("a bug on purpose")
+
+    monkeypatch.setattr("tqstar.serve.app.parse_chat", broken)
+    with caplog.at_level("ERROR", logger="tqstar.serve"):
+        response = httpx.post(f"{server.url}/chat/completions", json=CHAT)
+    assert response.status_code == 500 and response.json()["error"]["code"] == "internal_error"
+    assert any(r.exc_info and "a bug on purpose" in str(r.exc_info[1]) for r in caplog.records)
+
+
 def test_an_api_key_is_required_on_every_request(roles, tiny_model_dir):
     running, _ = start(roles, tiny_model_dir, api_key="sekret")
     try:

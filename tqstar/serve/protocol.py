@@ -1,9 +1,10 @@
 """The server's contract, at the bottom of the serve wing: its error answer, the caps, the two kinds of
 parsed request, and what the model thread sends back to the HTTP side (typed events and finished records).
 
-Status codes: 400 malformed or unknown fields, 401 API key, 404 unknown model, 413 body too large,
-422 out-of-range values, 429 queue full, 502 a remote model behind the server failed, 503 the model
-thread has stopped; the body is always ``{"error": {message, type, param, code}}``.
+Status codes: 400 malformed or unknown fields, 401 API key, 403 a Host name not served without a key,
+404 unknown model, 413 body too large, 415 not JSON, 422 out-of-range values, 429 queue full, 502 a
+remote model behind the server failed, 503 the model thread has stopped; the body is always
+``{"error": {message, type, param, code}}``.
 """
 
 from __future__ import annotations
