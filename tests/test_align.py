@@ -4,7 +4,7 @@ import json
 
 import pytest
 
-from tqstar.align import AlignConfig, build_pairs, check_same_run, run_align
+from tqstar.align import AlignConfig, build_pairs, check_same_run, dev_source, run_align
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward
@@ -57,6 +57,14 @@ def test_resuming_with_another_reward_or_reference_is_refused(tmp_path):
         check_same_run(AlignConfig(output=str(tmp_path), reward="nontoxic"), tmp_path)
     with pytest.raises(ConfigError, match="--reference 'smollm2'"):
         check_same_run(AlignConfig(output=str(tmp_path), reward="sentiment", reference="other"), tmp_path)
+
+
+def test_dev_reward_is_measured_on_a_dev_split_never_on_the_training_file(tmp_path):
+    prompts_file = tmp_path / "prompts.jsonl"
+    prompts_file.write_text('{"prompt": "hi"}\n')
+    assert dev_source(AlignConfig(output="x", prompts=str(prompts_file))) == "tqstar"
+    assert dev_source(AlignConfig(output="x", prompts=str(prompts_file), dev_prompts="hh-rlhf")) == "hh-rlhf"
+    assert dev_source(AlignConfig(output="x", prompts="hh-rlhf")) == "hh-rlhf"
 
 
 @pytest.mark.parametrize("options, message", [

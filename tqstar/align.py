@@ -51,6 +51,8 @@ class AlignConfig:
     epochs: float = option(2.0, "Passes over the pairs.")
     batch_size: int = option(4, "Pairs per optimisation step.")
     dev_limit: int = option(32, "Dev prompts used to measure the reward gain.")
+    dev_prompts: str | None = option(None, "Source of those dev prompts (its dev split); default: --prompts, "
+                                           "or the shipped set when --prompts is a file, which has no splits.")
     seed: int = option(0, "Random seed for sampling and training.")
 
     def __post_init__(self):
@@ -146,7 +148,7 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     reference = load_language_model(config.reference)
     reward = load_reward(config.reward)
     train_prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
-    dev_prompts = load_prompts(config.prompts, "dev", config.prompt_field, config.dev_limit)
+    dev_prompts = load_prompts(dev_source(config), "dev", config.prompt_field, config.dev_limit)
     pairs = build_pairs(config, reference, reward, train_prompts, progress)
     model_dir = _plain_model_dir(reference, out)
     curves = train_adapter(config, model_dir, pairs)
@@ -164,8 +166,15 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     return metadata
 
 
+def dev_source(config: AlignConfig) -> str:
+    # A file is read whole whatever the split, so its "dev" prompts would be its training prompts.
+    if config.dev_prompts:
+        return config.dev_prompts
+    return "tqstar" if Path(config.prompts).is_file() else config.prompts
+
+
 #: Options that may change between a killed run and its resumption: they pick prompts, not pairs.
-RESUMABLE_CHANGES = ("output", "limit", "dev_limit")
+RESUMABLE_CHANGES = ("output", "limit", "dev_limit", "dev_prompts")
 
 
 def check_same_run(config: AlignConfig, out: Path) -> None:
