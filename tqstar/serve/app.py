@@ -15,6 +15,8 @@ from fastapi import FastAPI, Request
 from fastapi.responses import JSONResponse, Response, StreamingResponse
 from starlette.exceptions import HTTPException
 
+from ..audit.identity import roles_identity
+from ..audit.log import AuditLog
 from ..decoding.build import build_decoder
 from ..decoding.config import DecodeConfig
 from ..decoding.roles import Roles
@@ -25,6 +27,8 @@ from .engine import Engine, EngineDown, QueueFull, engine_down
 from .guard import RequireKey, RequireLocalHost, error_response
 from .jobs import Job
 from .methods import Catalog, chunk, evidence, method_response, parse_chat, parse_completion, usage_chunk
+from .metrics import ServeMetrics
+from .monitor import Monitor, Watch
 from .protocol import ApiError, DoneEvent, ErrorEvent, Event, Limits, MethodRequest, RawRequest, TokenEvent
 from .raw import raw_response
 from .wire import new_id, sse
@@ -43,6 +47,9 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     engine = Engine(roles, config.max_batch, config.queue_size)
     catalog = Catalog(defaults, raw_names)
     limits = Limits(config.max_tokens, config.max_samples, config.max_logprobs, config.max_top_k)
+    metrics = ServeMetrics(lambda: engine.health()["queued"], lambda: engine.health()["running"])
+    audit = AuditLog(config.audit_log, config.audit_max_bytes) if config.audit_log else None
+    monitor = Monitor(metrics, audit, roles_identity(roles) if audit else None, config.audit_trace)
 
     @asynccontextmanager
     async def lifespan(app):
@@ -58,7 +65,7 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     app.add_exception_handler(ApiError, lambda request, exc: _error(request, exc))
     app.add_exception_handler(HTTPException, lambda request, exc: _error(request,
         ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. The API offers "
-                                  "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health.",
+                                  "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics.",
                  code="not_found" if exc.status_code == 404 else None)))
     app.add_exception_handler(Exception, _unexpected)
 
@@ -71,15 +78,33 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     async def models():
         return {"object": "list", "data": _model_cards(catalog, roles)}
 
+    @app.get("/metrics")
+    async def prometheus():
+        text, kind = metrics.exposition()
+        return Response(text, media_type=kind)
+
+    async def serve(request: Request, parse) -> Response:
+        watch = monitor.watch()
+        try:
+            body = await _read_json(request, config.max_body_bytes)
+            watch.label(body, catalog)  # a request refused for its options still counts for its method
+            parsed = parse(body, catalog, limits)
+            watch.named(parsed)
+            return await _answer(request, parsed, engine, roles, config, watch)
+        except ApiError as exc:
+            watch.failed(exc.status)
+            raise
+        except Exception:
+            watch.failed(500)
+            raise
+
     @app.post("/v1/chat/completions")
     async def chat_completions(request: Request):
-        body = await _read_json(request, config.max_body_bytes)
-        return await _answer(request, parse_chat(body, catalog, limits), engine, roles, config)
+        return await serve(request, parse_chat)
 
     @app.post("/v1/completions")
     async def completions(request: Request):
-        body = await _read_json(request, config.max_body_bytes)
-        return await _answer(request, parse_completion(body, catalog, limits), engine, roles, config)
+        return await serve(request, parse_completion)
 
     return app
 
@@ -98,7 +123,7 @@ def _model_cards(catalog: Catalog, roles: Roles) -> list[dict]:
 
 
 async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: Engine, roles: Roles,
-                  config: ServeConfig) -> Response:
+                  config: ServeConfig, watch: Watch) -> Response:
     decoder = None
     if isinstance(parsed, MethodRequest):
         try:  # option combinations the decoder refuses (e.g. tq-indirect without r_BL) fail before queueing
@@ -113,25 +138,28 @@ async def _answer(request: Request, parsed: MethodRequest | RawRequest, engine: 
                             "moment.", None, "queue_full", "rate_limit_error") from None
     except EngineDown:
         raise engine_down() from None
+    answer_id = new_id(parsed.chat) if isinstance(parsed, MethodRequest) else ""  # raw answers name their own
     try:
-        event = await _next_event(job, request)
+        event = await _next_event(job, request, watch)
         # the stream opens with the first token: a request that fails before it (a prompt too long for the
         # context, a failed batch) gets its error status rather than a 200 stream
         if isinstance(parsed, MethodRequest) and parsed.stream and not isinstance(event, ErrorEvent):
-            return StreamingResponse(_stream(job, parsed, event), media_type="text/event-stream",
+            return StreamingResponse(_stream(job, parsed, event, answer_id, watch), media_type="text/event-stream",
                                      headers={"Cache-Control": "no-cache"})
         while not isinstance(event, (DoneEvent, ErrorEvent)):
-            event = await _next_event(job, request)
+            event = await _next_event(job, request, watch)
     except _Gone:
+        watch.failed(499)
         return Response(status_code=499)
     if isinstance(event, ErrorEvent):
         raise event.error
+    await watch.answered(parsed, answer_id, event.result)  # audited before it is sent
     if isinstance(parsed, RawRequest):
         return JSONResponse(raw_response(parsed, event.result))
-    return JSONResponse(method_response(parsed, new_id(parsed.chat), event.result))
+    return JSONResponse(method_response(parsed, answer_id, event.result))
 
 
-async def _next_event(job: Job, request: Request) -> Event:
+async def _next_event(job: Job, request: Request, watch: Watch) -> Event:
     """The job's next event, cancelling the job when its client has gone away."""
     while True:
         try:
@@ -141,31 +169,41 @@ async def _next_event(job: Job, request: Request) -> Event:
                 job.cancel()
                 raise _Gone from None
             continue
+        if isinstance(event, TokenEvent):
+            watch.token()
         return event
 
 
-async def _stream(job: Job, request: MethodRequest, event: Event):
+async def _stream(job: Job, request: MethodRequest, event: Event, answer_id: str, watch: Watch):
     """Server-sent events from the job's first ``event`` on: a chunk per token, a last chunk with the finish
     reason, then ``[DONE]``."""
-    answer_id = new_id(request.chat)
     try:
         if request.chat:
             yield sse(chunk(request, answer_id, None, first=True))
         while True:
-            if isinstance(event, TokenEvent) and event.text:
-                yield sse(chunk(request, answer_id, event.text))
+            if isinstance(event, TokenEvent):
+                watch.token()
+                if event.text:
+                    yield sse(chunk(request, answer_id, event.text))
             elif isinstance(event, DoneEvent):
                 done = event.result
+                try:
+                    await watch.answered(request, answer_id, done)  # audited before its last chunk is sent
+                except ApiError as exc:  # the audit log could not take it: the answer is not sent
+                    yield sse(exc.body())
+                    break
                 yield sse(chunk(request, answer_id, None, done.finish_reason, tqstar=evidence(request, done)))
                 if request.include_usage:
                     yield sse(usage_chunk(request, answer_id, done))
                 break
             elif isinstance(event, ErrorEvent):
+                watch.failed(event.error.status)
                 yield sse(event.error.body())
                 break
             event = await job.events.get()
         yield "data: [DONE]\n\n"
     finally:  # the client went away (or the answer is complete): stop decoding this row
+        watch.failed(499)  # only counts when neither an answer nor an error was
         job.cancel()
 
 

@@ -5,9 +5,10 @@ from __future__ import annotations
 from dataclasses import dataclass
 from pathlib import Path
 
+from ..audit.protocol import TRACE_FULL, TRACE_KEEPS
 from ..decoding.config import SIZE_BOUNDS, SIZE_WHY
 from ..errors import ConfigError
-from ..options import between, check_field_types, option
+from ..options import between, check_choice, check_field_types, option, writable_dir
 
 API_KEY_ENV = "TQSTAR_API_KEY"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
@@ -41,6 +42,12 @@ class ServeConfig:
                                   "best_of a request may ask for.")
     max_logprobs: int = option(20, "Cap on logprobs for the raw models' completions.")
     max_top_k: int = option(64, "Cap on the top_k a request may ask for.")
+    audit_log: str | None = option(None, "Directory of the audit log: one JSON Lines record per answer (time, id, "
+                                         "method and options, the roles' names and versions, prompt, answer, reward, "
+                                         "trace), synced before the answer is sent; rotated by size. Off by default.")
+    audit_max_bytes: int = option(64 * 2**20, "Size at which the audit log's file is closed and a new one begun.")
+    audit_trace: str = option(TRACE_FULL, "What an audit record keeps of the per-token trace: the whole trace, or "
+                                          "its sha256 digest and length.", choices=TRACE_KEEPS)
     log_level: str = option("warning", "uvicorn log level.", choices=("critical", "error", "warning", "info", "debug"))
 
     def __post_init__(self):
@@ -51,6 +58,10 @@ class ServeConfig:
             self.api_key = _key_from_file(self.api_key_file, self.api_key)
         if self.api_key is not None and not self.api_key.strip():
             raise ConfigError("api_key is empty. Pass a non-empty --api-key, or leave it out.")
+        if self.audit_log is not None:  # refused at start, not at the first answer
+            writable_dir(self.audit_log, "--audit-log")
+        between("audit_max_bytes", self.audit_max_bytes, 4096, 2**40, "a terabyte per file is the most that is kept sensible")
+        check_choice("audit_trace", self.audit_trace, TRACE_KEEPS)
         lowest = {"max_body_bytes": 1024, "max_logprobs": 0}
         for name, bound in CAP_BOUNDS.items():
             between(name, getattr(self, name), lowest.get(name, 1), bound, SIZE_WHY)

@@ -277,4 +277,4 @@ def _finish(host: BatchHost, job: Job, model: LanguageModel, result: GenerationR
         text=result.text, token_ids=result.token_ids, reward=result.reward, seconds=result.seconds,
         forward_tokens=result.forward_tokens, finish_reason="stop" if last in model.eos_token_ids else "length",
         prompt_tokens=job.prompt_tokens, completion_tokens=len(result.token_ids),
-        trace=result.trace_records() if job.request.trace else None)))
+        trace=result.trace_records())))  # sent only when asked; the metrics and the audit log read it

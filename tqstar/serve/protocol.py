@@ -83,7 +83,7 @@ class Finished:
     finish_reason: str  # "stop" (EOS) or "length"
     prompt_tokens: int
     completion_tokens: int
-    trace: list[dict] | None  # the per-token trace, when the request asked for it
+    trace: list[dict] | None  # the per-token trace (empty for greedy, sample, best-of-n); sent when asked
 
 
 @dataclass(frozen=True)
