@@ -163,7 +163,7 @@ def test_package_data_ships_every_data_file():
     tomllib = pytest.importorskip("tomllib")  # Python 3.11+
 
     patterns = tomllib.loads((ROOT.parent / "pyproject.toml").read_text())["tool"]["setuptools"]["package-data"]
-    data = [p for folder in ("adapters", "data", "reward_models") for p in (ROOT / folder).rglob("*") if p.is_file()]
+    data = [p for folder in ("adapters", "data", "reward_models", "audit/static", "serve/static") for p in (ROOT / folder).rglob("*") if p.is_file()]
     assert data
     shipped = {p for pattern in patterns["tqstar"] for p in ROOT.glob(pattern) if p.is_file()}
     assert set(data) <= shipped, sorted(map(str, set(data) - shipped))

@@ -6,8 +6,11 @@ import argparse
 import json
 import sys
 from dataclasses import replace
+from pathlib import Path
 
 from .align import AlignConfig, run_align
+from .audit.page import write_page
+from .audit.read import read_answers, select
 from .bench import BenchConfig, run_bench
 from .decoding.build import build_decoder
 from .decoding.config import DecodeConfig, RolesConfig
@@ -68,6 +71,13 @@ def build_parser() -> argparse.ArgumentParser:
     add_flags(evaluate, EvalConfig)
     report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
     report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
+    trace = commands.add_parser("trace", help="Look at per-token traces.").add_subparsers(dest="action", required=True)
+    view = trace.add_parser("view", help="Write the token inspector for a --trace file, an audit log or a saved "
+                                         "answer as one self-contained HTML page.")
+    view.add_argument("source", metavar="TRACE", help="A 'tqstar generate --trace' file, an audit log directory "
+                                                      "or file (tqstar serve --audit-log), or an API answer as JSON.")
+    view.add_argument("-o", "--output", metavar="HTML", default="trace.html", help="The page to write.")
+    view.add_argument("--record", metavar="ID", help="Only this answer: its id, or its index (negative from the end).")
     serve = commands.add_parser("serve", help="Serve the decoders over an OpenAI-compatible HTTP API.")
     add_flags(serve, ServeConfig, DecodeConfig, RolesConfig)
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
@@ -94,6 +104,8 @@ def main(argv: list[str] | None = None) -> int:
             return _eval(args)
         if args.command == "report":
             return _report(args)
+        if args.command == "trace":
+            return _trace_view(args)
         if args.command == "reward-model":
             return _train_reward_model(args)
         return _generate(args)
@@ -121,7 +133,7 @@ def _generate(args) -> int:
     if args.compare:
         _print_comparison(all_results, len(args.prompts), args.json)
     if args.trace:
-        write_trace(all_results, args.trace)
+        write_trace(all_results, args.trace, len(args.prompts))
     return 0
 
 
@@ -147,6 +159,14 @@ def _train_reward_model(args) -> int:
     accuracy = metadata["heldout_accuracy"]
     print(f"{metadata['counts']['train']} training pairs; held-out pairwise accuracy {accuracy['overall']:.3f} "
           f"on {metadata['counts']['heldout']} pairs. Saved to {config.output}; use it with --reward {config.output}")
+    return 0
+
+
+def _trace_view(args) -> int:
+    answers = select(read_answers(args.source), args.record)
+    writable_file(args.output, "--output")
+    path = write_page(answers, args.output, f"tqstar trace: {Path(args.source).name}")
+    print(f"{len(answers)} answer(s), {sum(len(a.steps) for a in answers)} traced tokens: {path}")
     return 0
 
 

@@ -7,6 +7,8 @@ _EXPORTS = {
     **dict.fromkeys(["Answer", "AUDIT_FILE", "trace_digest"], "protocol"),
     **dict.fromkeys(["AuditLog", "audit_files", "read_audit"], "log"),
     **dict.fromkeys(["roles_identity", "model_identity"], "identity"),
+    **dict.fromkeys(["read_answers", "select"], "read"),
+    **dict.fromkeys(["page_html", "write_page"], "page"),
 }
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

@@ -242,11 +242,13 @@ class SamplingDecoder:
         return chosen
 
 
-def write_trace(results: Sequence[GenerationResult], path) -> None:
-    """Write every result's trace as JSON Lines, one record per generated token."""
+def write_trace(results: Sequence[GenerationResult], path, num_prompts: int | None = None) -> None:
+    """Write every result's trace as JSON Lines, one record per generated token. ``num_prompts``: results
+    are several methods' answers to the same prompts, method after method, and ``prompt_index`` names the
+    prompt (so a viewer puts one prompt's answers side by side); None: each result is its own prompt."""
     with open(path, "w", encoding="utf-8") as out:
         for index, result in enumerate(results):
-            for record in result.trace_records(index):
+            for record in result.trace_records(index % num_prompts if num_prompts else index):
                 out.write(dumps({"method": result.method, **record}) + "\n")
 
 
