@@ -69,6 +69,17 @@ class Method:
     def default_rollout_temperature(self) -> float:
         return WEIGHTED_TEMPERATURE if self.weighted else 0.0
 
+    @property
+    def knobs(self) -> tuple[str, ...]:
+        """The DecodeConfig options that change what this method does (the playground's per-method inputs):
+        N of Best-of-N; k and α (β for soft, whose α is 1/β); H for rollouts; N for the weighted estimators."""
+        if self.best_of:
+            return ("best_of",)
+        if self.estimator is None:
+            return ()
+        knobs = ("top_k", "beta" if self.alpha_from_beta else "alpha")
+        return knobs + ("horizon",) * self.rolls_out + ("num_rollouts",) * self.weighted
+
     def roles(self, config) -> tuple[str, str]:
         """The (proposal, prior) roles this method decodes with under ``config`` (a DecodeConfig)."""
         return self.proposal or config.proposal, self.prior or config.prior

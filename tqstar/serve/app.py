@@ -26,9 +26,10 @@ from .config import ServeConfig
 from .engine import Engine, EngineDown, QueueFull, engine_down
 from .guard import RequireKey, RequireLocalHost, error_response
 from .jobs import Job
-from .methods import Catalog, chunk, evidence, method_response, parse_chat, parse_completion, usage_chunk
+from .methods import METHOD_PREFIX, Catalog, chunk, evidence, method_response, parse_chat, parse_completion, usage_chunk
 from .metrics import ServeMetrics
 from .monitor import Monitor, Watch
+from .playground import PUBLIC, add_playground
 from .protocol import ApiError, DoneEvent, ErrorEvent, Event, Limits, MethodRequest, RawRequest, TokenEvent
 from .raw import raw_response
 from .wire import new_id, sse
@@ -59,15 +60,18 @@ def create_app(config: ServeConfig, roles: Roles, defaults: DecodeConfig, raw_na
     app = FastAPI(title="tqstar", lifespan=lifespan, docs_url=None, redoc_url=None, openapi_url=None)
     app.state.engine = engine
     if config.api_key:
-        app.add_middleware(RequireKey, key=config.api_key)
+        app.add_middleware(RequireKey, key=config.api_key, public=PUBLIC)
     else:  # no key: a web page the user has open must not reach the server through a rebound DNS name
         app.add_middleware(RequireLocalHost, allowed=config.allowed_hosts)
     app.add_exception_handler(ApiError, lambda request, exc: _error(request, exc))
     app.add_exception_handler(HTTPException, lambda request, exc: _error(request,
         ApiError(exc.status_code, f"{request.method} {request.url.path}: {exc.detail}. The API offers "
-                                  "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, GET /metrics.",
+                                  "POST /v1/chat/completions, POST /v1/completions, GET /v1/models, GET /health, "
+                                  "GET /metrics, and the playground at GET /.",
                  code="not_found" if exc.status_code == 404 else None)))
     app.add_exception_handler(Exception, _unexpected)
+
+    add_playground(app)
 
     @app.get("/health")
     async def health():
@@ -116,6 +120,8 @@ def _model_cards(catalog: Catalog, roles: Roles) -> list[dict]:
     cards = []
     for name in [n for n in catalog.model_ids() if not _local_path(n)] + ["reference", "baseline"]:
         card = {"id": name, "object": "model", "created": created, "owned_by": "tqstar"}
+        if name.startswith(METHOD_PREFIX):  # what the playground offers per method, with the server's defaults
+            card["tqstar"] = catalog.knobs(name.removeprefix(METHOD_PREFIX))
         if name in catalog.raw:  # what a remote client reads the context length from, like vLLM's
             card["max_model_len"] = roles.model(catalog.raw[name]).max_length
         cards.append(card)

@@ -23,13 +23,15 @@ def error_response(exc: ApiError) -> JSONResponse:
 
 
 class RequireKey:
-    """Refuse every request without ``Authorization: Bearer KEY``."""
+    """Refuse every request without ``Authorization: Bearer KEY``, but a GET of a ``public`` path (the
+    playground's page and files, which hold no data)."""
 
-    def __init__(self, app, key: str):
-        self.app, self.expected = app, f"Bearer {key}".encode()
+    def __init__(self, app, key: str, public: frozenset[str] = frozenset()):
+        self.app, self.expected, self.public = app, f"Bearer {key}".encode(), public
 
     async def __call__(self, scope, receive, send):
-        if scope["type"] == "http":
+        verb = scope.get("method")  # the HTTP verb
+        if scope["type"] == "http" and not (verb in ("GET", "HEAD") and scope["path"] in self.public):
             given = dict(scope.get("headers") or []).get(b"authorization", b"")
             if not hmac.compare_digest(given, self.expected):
                 error = ApiError(401, "Missing or wrong API key. Send the header 'Authorization: Bearer KEY' with "

@@ -39,6 +39,14 @@ class Catalog:
     def model_ids(self) -> list[str]:
         return [METHOD_PREFIX + m for m in METHODS] + [n for n, role in self.raw.items() if n != role]
 
+    def knobs(self, method: str) -> dict:
+        """The method's own options (``Method.knobs``) with this server's defaults."""
+        found = find_method(method)
+        defaults = replace(self.defaults, method=method)
+        # num_rollouts unset: the method's own N; beta unset: the adapter's DPO β (null here)
+        return {"method": method, "options": {name: getattr(defaults, "rollouts" if name == "num_rollouts" else name)
+                                              for name in found.knobs}}
+
     def resolve(self, name: Any) -> tuple[str, str, dict]:
         """``("method", method, options)`` or ``("raw", role, {})`` for a request's model name."""
         if not isinstance(name, str) or not name:
