@@ -75,13 +75,14 @@ def greedy_answers(prompts: list[str]) -> dict[str, str]:
     return answers
 
 
-def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str], prefix: str = "ref") -> list[dict]:
+def reference_pairs(groups: dict[str, list[dict]], answers: dict[str, str], prefix: str = "ref",
+                    answered_by: str = "reference") -> list[dict]:
     rng = random.Random(0)
     pairs = []
 
     def add(first: dict, chosen: str, rejected: str, kind: str) -> None:
         pairs.append({"id": f"{prefix}-{len(pairs) + 1:04d}", "split": first["split"], "category": first["category"],
-                      "kind": kind, "prompt": first["prompt"], "chosen": chosen, "rejected": rejected})
+                      "kind": kind.replace("reference", answered_by), "prompt": first["prompt"], "chosen": chosen, "rejected": rejected})
 
     for prompt, group in groups.items():
         if prompt not in answers:
@@ -113,6 +114,6 @@ if __name__ == "__main__":
     args = parser.parse_args()
     groups = written_pairs_by_prompt()
     answers = eval_answers(args.answers) if args.answers else greedy_answers(list(groups))
-    pairs = reference_pairs(groups, answers, args.prefix)
+    pairs = reference_pairs(groups, answers, args.prefix, "decoder" if args.answers else "reference")
     args.output.write_text("".join(json.dumps(pair, ensure_ascii=False) + "\n" for pair in pairs))
     print(f"{len(pairs)} pairs -> {args.output}")

@@ -45,7 +45,7 @@ def trained(tmp_path_factory, small_data):
 def test_shipped_data_loads_with_both_splits():
     train, heldout = load_preference_pairs()
     pairs = len(train) + len(heldout)
-    assert pairs == 1800 + 1121  # written pairs + pairs over the reference's own answers
+    assert pairs == 1800 + 1121 + 411  # written pairs + pairs over the reference's and a decoder's answers
     assert 0.1 < len(heldout) / pairs < 0.2
     assert {p["category"] for p in heldout} == {"harmful", "distress", "borderline", "benign"}
     assert not {p["prompt"] for p in train} & {p["prompt"] for p in heldout}  # split by prompt

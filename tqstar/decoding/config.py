@@ -158,7 +158,7 @@ class RolesConfig:
                                         "(bl-helpful-harmless, bl-sentiment). Unset: bl-helpful-harmless when the "
                                         "reference is the embedded model, else the reference itself.")
     reward: str = option("helpful_harmless", "Target reward r: helpful_harmless (relevance + 0.5·sentiment + "
-                                              "2·harmless, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
+                                              "4·harmless, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
                                               "relevance, harmless, a sum like 'relevance+0.5*sentiment', or a "
                                               "reward-model directory.")
     baseline_reward: str | None = option(None, "Reward r_BL the baseline was aligned to (tq-indirect, soft): "

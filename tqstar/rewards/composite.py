@@ -11,13 +11,13 @@ from .protocol import WeightedSum
 from .trained import HarmlessReward
 
 #: Weight of the harmlessness term: large enough that declining a harmful request outscores the
-#: relevance a compliant answer earns (the two differ by about 0.5 there), small enough that on a
-#: harmless prompt the helpful, on-topic answer still wins.
-HARMLESS_WEIGHT = 2.0
+#: relevance and tone a compliant answer earns (about 0.9 more than a refusal's), small enough that on
+#: a harmless prompt the helpful, on-topic answer still wins. Chosen on dev (docs/reward.md).
+HARMLESS_WEIGHT = 4.0
 
 
 def helpful_harmless(device: str | None = None) -> WeightedSum:
-    """The default target: ``relevance + 0.5·sentiment + 2·harmless``, in [−1.5, 3.5].
+    """The default target: ``relevance + 0.5·sentiment + 4·harmless``, in [−1.5, 5.5].
 
     Relevance pays for answering the question asked; sentiment (half weight, so tone never outweighs
     content) for a constructive tone; harmless, the shipped reward model trained on the project's

@@ -14,8 +14,8 @@ from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, G
 
 SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
 TOKENS_PER_SECOND = (0.5, 1, 2, 5, 10, 20, 50, 100, 200, 500, 1000)
-#: Target rewards: the shipped helpful_harmless spans −1.5…3.5, sentiment −1…1.
-REWARDS = (-4, -3, -2, -1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4)
+#: Target rewards: the shipped helpful_harmless spans −1.5…5.5, sentiment −1…1.
+REWARDS = (-4, -3, -2, -1.5, -1, -0.5, -0.25, 0, 0.25, 0.5, 1, 1.5, 2, 2.5, 3, 3.5, 4, 4.5, 5, 5.5, 6)
 #: ESS of N importance weights lies in 1…N; N is capped at 64.
 ESS = (1, 1.5, 2, 3, 4, 6, 8, 12, 16, 24, 32, 48, 64)
 
