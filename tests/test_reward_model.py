@@ -88,6 +88,8 @@ def test_empty_sources_are_refused(tmp_path):
     ({"epochs": 0}, "epochs must be > 0"),
     ({"learning_rate": float("nan")}, "learning_rate must be a finite number"),
     ({"batch_size": 0}, "batch_size must be ≥ 1"),
+    ({"batch_size": 10**6}, r"batch_size must be ≤ 256 \(activations grow with it\)"),
+    ({"lora_r": 4096}, "lora_r must be ≤ 256"),
     ({"max_length": 1024}, "max_length must be ≤ 512"),
     ({"limit": 0}, "limit must be ≥ 1"),
     ({"output": ""}, "needs an output directory"),

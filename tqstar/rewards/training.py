@@ -16,7 +16,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..jsonl import write_json
 from ..models.spec import resolve_device
-from ..options import at_least, check_choice, check_field_types, claim_run, option, positive
+from ..options import at_least, between, check_choice, check_field_types, claim_run, option, positive
 from ..prompts import DATA_DIR
 from .trained import BASE, FORMAT, FORMAT_VERSION, MAX_POSITIONS, _load_base, _score_pairs
 
@@ -26,6 +26,8 @@ SPLITS = ("train", "heldout")
 TEXT_FIELDS = ("prompt", "chosen", "rejected")
 #: BERT's linear layers by name: an adapter on attention alone reads too little of the prompt (docs/reward.md).
 LORA_LAYERS = {"all": ["query", "key", "value", "dense"], "attention": ["query", "value"]}
+#: Upper bounds that keep a training run's memory bounded on a small machine.
+MAX_BATCH_SIZE, MAX_LORA_RANK = 256, 256
 
 
 @dataclass
@@ -51,8 +53,9 @@ class RewardModelConfig:
             raise ConfigError("Training a reward model needs an output directory. Pass --output DIR.")
         positive("epochs", self.epochs, "Use 1 to 3 passes over the pairs.")
         positive("learning_rate", self.learning_rate, "A LoRA adapter trains well near 5e-4.")
-        for name in ("batch_size", "lora_r", "save_steps"):
-            at_least(name, getattr(self, name), 1)
+        between("batch_size", self.batch_size, 1, MAX_BATCH_SIZE, "activations grow with it")
+        between("lora_r", self.lora_r, 1, MAX_LORA_RANK, "the adapter's size grows with it")
+        at_least("save_steps", self.save_steps, 1)
         at_least("max_length", self.max_length, 8)
         if self.max_length > MAX_POSITIONS:
             raise ConfigError(f"max_length must be ≤ {MAX_POSITIONS} (MiniLM's position table), got "
