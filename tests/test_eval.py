@@ -1,7 +1,9 @@
-"""tqstar eval: method specs, one record per (method, prompt), resume after kill -9, workers, report."""
+"""tqstar eval: method specs, one record and its trace per (method, prompt), resume after kill -9, workers,
+report."""
 
 import json
 import os
+import re
 import signal
 import subprocess
 import sys
@@ -9,8 +11,9 @@ import time
 
 import pytest
 
+from tqstar.audit.read import read_answers
 from tqstar.errors import ConfigError
-from tqstar.eval import EvalConfig, method_specs, read_records, run_eval, write_report
+from tqstar.eval import EvalConfig, method_specs, read_records, read_traces, run_eval, traces_path, write_report
 
 CONTENT = ("method", "prompt_index", "prompt", "response", "reward", "tokens", "kl", "diversity", "seed")
 
@@ -23,6 +26,10 @@ def tiny_config(tiny_model_dir, output, **options):
 
 def content(records):
     return sorted(tuple(r[k] for k in CONTENT) for r in records)
+
+
+def steps(run_dir):
+    return sorted(json.dumps(s, sort_keys=True) for s in read_traces(run_dir))
 
 
 def test_methods_parse_options_labels_and_sweeps():
@@ -77,6 +84,37 @@ def test_eval_writes_one_record_per_method_and_prompt_and_resumes_whole_chunks(t
     assert len(path.read_text().splitlines()) == 6
 
 
+def test_eval_keeps_each_traced_response_s_steps_and_drops_them_with_an_unfinished_chunk(tiny_model_dir, tmp_path):
+    run = tmp_path / "run"
+    run_eval(tiny_config(tiny_model_dir, run), progress=False)
+    records, traced = read_records(run), steps(run)
+    by_key = {}
+    for step in read_traces(run):
+        by_key.setdefault((step["method"], step["prompt_index"]), []).append(step["position"])
+    guided = [r for r in records if r["method"] != "greedy"]  # greedy decodes without values: no trace
+    assert sorted(by_key) == sorted((r["method"], r["prompt_index"]) for r in guided)
+    assert all(by_key[r["method"], r["prompt_index"]] == list(range(r["tokens"])) for r in guided)
+    assert len(read_answers(traces_path(run))) == len(guided)  # 'tqstar trace view' reads it as a --trace file
+    lines = (run / "records.jsonl").read_text().splitlines()
+    (run / "records.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # killed after a chunk's traces, before its records
+    run_eval(tiny_config(tiny_model_dir, run), progress=False)
+    assert steps(run) == traced
+    (run / "records.jsonl").write_text("\n".join(lines[:-1]) + "\n")  # killed while writing that chunk's traces
+    trace_lines = traces_path(run).read_text().splitlines()
+    traces_path(run).write_text("\n".join(trace_lines[:-1]) + "\n" + trace_lines[-1][:30])
+    run_eval(tiny_config(tiny_model_dir, run), progress=False)
+    assert steps(run) == traced and content(read_records(run)) == content(records)
+
+
+def test_no_traces_keeps_none_and_a_run_may_resume_with_traces_turned_on(tiny_model_dir, tmp_path):
+    run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1, no_traces=True), progress=False)
+    assert not traces_path(tmp_path).exists() and len(read_records(tmp_path)) == 2
+    lines = (tmp_path / "records.jsonl").read_text().splitlines()
+    (tmp_path / "records.jsonl").write_text(lines[0] + "\n")  # tq-direct's chunk is to do again
+    run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1), progress=False)  # not another run: no records change
+    assert {(s["method"], s["prompt_index"]) for s in read_traces(tmp_path)} == {("tq-direct[top_k=2,horizon=2]", 0)}
+
+
 def test_resuming_with_other_options_is_refused(tiny_model_dir, tmp_path):
     run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["greedy"]), progress=False)
     with pytest.raises(ConfigError, match="other options.*max_new_tokens.*new --output"):
@@ -100,12 +138,14 @@ def test_kill_9_then_rerun_loses_and_duplicates_nothing(tiny_model_dir, tmp_path
     assert subprocess.run([*args, "--output", str(clean)], capture_output=True).returncode == 0
     assert content(read_records(killed)) == content(read_records(clean))
     assert len((killed / "records.jsonl").read_text().splitlines()) == 12
+    assert steps(killed) == steps(clean)
 
 
 def test_workers_give_the_records_of_a_serial_run(tiny_model_dir, tmp_path):
     run_eval(tiny_config(tiny_model_dir, tmp_path / "serial"), progress=False)
     run_eval(tiny_config(tiny_model_dir, tmp_path / "pool", workers=2), progress=False)
     assert content(read_records(tmp_path / "pool")) == content(read_records(tmp_path / "serial"))
+    assert steps(tmp_path / "pool") == steps(tmp_path / "serial")
 
 
 @pytest.mark.slow
@@ -121,7 +161,7 @@ def test_a_local_ray_instance_gives_the_records_of_a_serial_run(tiny_model_dir, 
     assert content(read_records(tmp_path / "ray")) == content(read_records(tmp_path / "serial"))
 
 
-def test_report_renders_tables_and_labelled_plots(tiny_model_dir, tmp_path):
+def test_report_renders_tables_and_plots_and_links_each_prompt_to_its_responses_and_traces(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path, limit=2, methods=["greedy", "tq-direct:top_k=2,horizon=2,label=tq",
                                                                      "best-of-n:best_of=2,label=bon"],
                          sweep=["tq:alpha=0,2", "bon:best_of=3"])
@@ -137,6 +177,19 @@ def test_report_renders_tables_and_labelled_plots(tiny_model_dir, tmp_path):
     assert summary["safety"]["greedy"]["benign_refused"]["n"] == 2
     duel = summary["duels"]["tq"]["greedy"]
     assert duel["win"] + duel["tie"] + duel["lose"] == 2
+    links = re.findall(r'<a href="([^"]+)">', html)
+    assert links == ["traces/prompt-0000.html", "traces/prompt-0001.html"]
+    records, traces = read_records(tmp_path), read_traces(tmp_path)
+    for index, link in enumerate(links):
+        block = re.search(r"id='tqstar-answers'>(.*?)</script>", (tmp_path / link).read_text(), re.S).group(1)
+        [group] = json.loads(block)["groups"]  # one prompt, its answers side by side
+        mine = [r for r in records if r["prompt_index"] == index]
+        assert group["prompt"] == mine[0]["prompt"] and len(group["answers"]) == len(mine) == 6
+        for answer in group["answers"]:
+            assert answer["text"] == next(r["response"] for r in mine if r["method"] == answer["method"])
+            assert answer["steps"] == [s for s in traces if (s["method"], s["prompt_index"]) == (answer["method"], index)]
+        assert any(a["steps"] for a in group["answers"]) and not next(
+            a for a in group["answers"] if a["method"] == "greedy")["steps"]
 
 
 def test_report_of_an_empty_directory_says_what_to_run(tmp_path):

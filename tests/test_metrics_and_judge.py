@@ -72,7 +72,7 @@ def write_run(tmp_path, methods=("tq-direct", "greedy"), prompts=3):
         for label in methods:
             for i in range(prompts):
                 out.write(json.dumps({"method": label, "prompt_index": i, "prompt": f"q{i}",
-                                      "response": f"{label} answer {i}"}) + "\n")
+                                      "response": f"{label} answer {i}", "reward": 0.0, "config": {}}) + "\n")
 
 
 def test_judge_scores_both_orders_counts_unparsable_answers_and_resumes(judge_url, tmp_path):

@@ -27,8 +27,9 @@ def static_text(name: str) -> str:
     return (STATIC / name).read_text(encoding="utf-8")
 
 
-def page_html(answers: list[Answer], title: str) -> str:
-    """The page showing ``answers``, grouped by prompt, side by side within a prompt."""
+def page_html(answers: list[Answer], title: str, home: str | None = None) -> str:
+    """The page showing ``answers``, grouped by prompt, side by side within a prompt; ``home``: the address
+    of a page to link back to (an eval report)."""
     data = {"title": title, "groups": _groups(answers)}
     script = static_text("inspector.js") + "\n" + static_text("view.js")
     style = static_text("inspector.css")
@@ -37,15 +38,20 @@ def page_html(answers: list[Answer], title: str) -> str:
     return ("<!doctype html>\n<html lang='en'><head><meta charset='utf-8'>"
             f"<meta http-equiv='Content-Security-Policy' content=\"{policy}\">"
             "<meta name='viewport' content='width=device-width, initial-scale=1'>"
-            f"<title>{html.escape(title)}</title><style>{style}</style></head>\n<body><main></main>\n"
+            f"<title>{html.escape(title)}</title><style>{style}</style></head>\n"
+            f"<body>{_home_link(home)}<main></main>\n"
             f"<script type='application/json' id='tqstar-answers'>{json_for_script(data)}</script>\n"
             f"<script>{script}</script>\n</body></html>\n")
 
 
-def write_page(answers: list[Answer], path: str | Path, title: str) -> Path:
+def write_page(answers: list[Answer], path: str | Path, title: str, home: str | None = None) -> Path:
     path = Path(path)
-    path.write_text(page_html(answers, title), encoding="utf-8")
+    path.write_text(page_html(answers, title, home), encoding="utf-8")
     return path
+
+
+def _home_link(home: str | None) -> str:
+    return f"<nav><a href=\"{html.escape(home)}\">← back</a></nav>" if home else ""
 
 
 def json_for_script(value) -> str:

@@ -6,8 +6,8 @@ from ..lazy import lazy_getattr
 
 _EXPORTS = {
     **dict.fromkeys(["EvalConfig", "MethodSpec", "method_specs", "PRESETS"], "config"),
-    **dict.fromkeys(["records_path", "read_records"], "rundir"),
-    **dict.fromkeys(["Chunk", "ChunkWorker", "run_chunks"], "workers"),
+    **dict.fromkeys(["records_path", "traces_path", "read_records", "read_traces"], "rundir"),
+    **dict.fromkeys(["Chunk", "ChunkOutput", "ChunkWorker", "run_chunks"], "workers"),
     "run_eval": "run",
     **dict.fromkeys(["diversity", "response_kls", "trace_kl", "path_log_prob", "best_of_n_kl", "bootstrap_mean",
                      "duel", "summarise", "KL_STEPWISE", "KL_PATH", "KL_BEST_OF_N"], "metrics"),

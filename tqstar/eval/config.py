@@ -43,7 +43,8 @@ PRESETS: dict[str, dict[str, Any]] = {
 class EvalConfig:
     """What ``tqstar eval`` runs, on which prompts, and where it writes."""
 
-    output: str = option("", "Run directory: config.json, records.jsonl (one record per method and prompt).")
+    output: str = option("", "Run directory: config.json, records.jsonl (one record per method and prompt), "
+                             "traces.jsonl (their per-token traces).")
     preset: str | None = option(None, "smoke (3 prompts, tests), quick (shipped test split, < 45 min on 2 CPU "
                                       "cores), full (paper-sized responses).", choices=tuple(PRESETS))
     methods: list[str] = option([], "A method to run, repeatable: NAME[:key=value,...] with DecodeConfig or "
@@ -67,6 +68,9 @@ class EvalConfig:
     judge_model: str | None = option(None, "Model name the judge endpoint serves.")
     judge_key_env: str = option("OPENAI_API_KEY", "Environment variable holding the judge's API key.")
     judge_against: str | None = option(None, "Label judged against every other method (default: the first tq-* one).")
+    no_traces: bool = option(False, "Keep no per-token traces (traces.jsonl: about 1 kB per token of a "
+                                    "value-guided method at top_k=10, 2 kB with tq-indirect's weights); the "
+                                    "report's prompt pages then show the responses alone.")
     device: str | None = option(None, "Device for every model.")
     dtype: str | None = option(None, "Model dtype for every model.")
 
@@ -94,8 +98,9 @@ class EvalConfig:
 
     @property
     def run_identity(self) -> dict:
-        """The options a resumed run must share with the one it continues (not where it runs)."""
-        where = {"output", "workers", "ray", "judge_url", "judge_model", "judge_key_env", "judge_against"}
+        """The options a resumed run must share with the one it continues (not where it runs, nor whether it
+        keeps traces: neither changes a record, so a run may be resumed with traces turned on or off)."""
+        where = {"output", "workers", "ray", "judge_url", "judge_model", "judge_key_env", "judge_against", "no_traces"}
         return {k: v for k, v in asdict(self).items() if k not in where}
 
 

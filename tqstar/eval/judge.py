@@ -117,7 +117,8 @@ class _Judge:
 
 
 def summarise_judgements(rows: list[dict]) -> dict:
-    """Win/tie/lose counts per (method, against); failures counted, never silently dropped."""
+    """Win/tie/lose counts per (method, against); failures counted, never silently dropped. ``win_tie`` is
+    None where every judgement failed: there is no rate, and summary.json holds no NaN."""
     pairs: dict[tuple[str, str], dict] = {}
     for row in rows:
         counts = pairs.setdefault((row["method"], row["against"]), {"win": 0, "tie": 0, "lose": 0, "failed": 0})
@@ -126,5 +127,5 @@ def summarise_judgements(rows: list[dict]) -> dict:
     for (method, against), c in pairs.items():
         judged = c["win"] + c["tie"] + c["lose"]
         duels.append({"method": method, "against": against, **c,
-                      "win_tie": (c["win"] + c["tie"]) / judged if judged else float("nan")})
+                      "win_tie": (c["win"] + c["tie"]) / judged if judged else None})
     return {"model": rows[0].get("model", "judge") if rows else "judge", "duels": duels}

@@ -144,9 +144,12 @@ def best_of_n_kl(n: int) -> float:
 
 @dataclass
 class Interval:
-    mean: float
-    low: float
-    high: float
+    """A mean with its 95% interval over ``n`` values; with no values there is no mean (None, never NaN, so
+    summary.json stays JSON and the report shows "–")."""
+
+    mean: float | None
+    low: float | None
+    high: float | None
     n: int
 
     def as_dict(self) -> dict:
@@ -154,10 +157,10 @@ class Interval:
 
 
 def bootstrap_mean(values: Sequence[float], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> Interval:
-    """Mean with a 95% percentile-bootstrap interval (resampling responses)."""
+    """Mean with a 95% percentile-bootstrap interval (resampling responses); all None when no value is given."""
     values = [v for v in values if v is not None]
     if not values:
-        return Interval(float("nan"), float("nan"), float("nan"), 0)
+        return Interval(None, None, None, 0)
     rng = random.Random(seed)
     n = len(values)
     means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(samples))

@@ -5,6 +5,10 @@ Prompts are cut into fixed chunks of ``batch_size``; a chunk is the unit of work
 writing. Its records are appended in one write, and on resume a chunk counts as done only when all
 its records are on disk, so a ``kill -9`` costs at most the chunks in flight and a rerun reproduces
 the same responses (the chunk's seed does not depend on what ran before it).
+
+A chunk's traces go to traces.jsonl in one synced write *before* its records: a kill between the two
+leaves traces whose records are missing, so the chunk is not done, and resuming drops those traces with
+it and runs the chunk again. The other order could leave a done chunk without its traces, for good.
 """
 
 from __future__ import annotations
@@ -18,7 +22,7 @@ from ..jsonl import append_jsonl
 from ..prompts import load_prompts
 from .config import EvalConfig, method_specs
 from .judge import judge_run
-from .rundir import claim_run_dir, keep_complete_chunks, records_path
+from .rundir import claim_run_dir, keep_complete_chunks, records_path, traces_path
 from .workers import Chunk, run_chunks
 
 
@@ -28,13 +32,15 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
     prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
     claim_run_dir(config, specs)
     run_dir = Path(config.output)
-    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size])
+    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size], traces=not config.no_traces)
               for spec in specs for start in range(0, len(prompts), config.batch_size)]
     done = keep_complete_chunks(run_dir, {(c.spec.label, c.start): list(range(c.start, c.start + len(c.prompts)))
                                            for c in chunks})
     todo = [c for c in chunks if (c.spec.label, c.start) not in done]
-    for records in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
-        append_jsonl(records_path(run_dir), records)
+    for output in _progress(run_chunks(todo, config), progress, len(todo), len(chunks)):
+        if output.traces:  # first: see the module's docstring
+            append_jsonl(traces_path(run_dir), output.traces)
+        append_jsonl(records_path(run_dir), output.records)
     if config.judge_url:
         judge_run(config, specs)
     return run_dir

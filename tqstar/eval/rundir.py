@@ -1,5 +1,6 @@
 """The run directory of ``tqstar eval``: config.json (what the run is), records.jsonl (one record per
-method and prompt), judge.jsonl. Resuming keeps whole chunks only."""
+method and prompt), traces.jsonl (their per-token traces, one line per token as ``--trace`` writes them),
+judge.jsonl. Resuming keeps whole chunks only, in both files."""
 
 from __future__ import annotations
 
@@ -15,6 +16,10 @@ from .config import EvalConfig, MethodSpec
 
 def records_path(run_dir: str | Path) -> Path:
     return Path(run_dir) / "records.jsonl"
+
+
+def traces_path(run_dir: str | Path) -> Path:
+    return Path(run_dir) / "traces.jsonl"
 
 
 #: What every record must hold for the report and for resuming: field → (accepted types, what to write).
@@ -80,21 +85,41 @@ def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
 
 
 def keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]]) -> set[tuple[str, int]]:
-    """Rewrite records.jsonl with whole chunks only (no torn tail, no duplicate); return the done chunks."""
+    """Rewrite records.jsonl and traces.jsonl with whole chunks only (no torn tail, no duplicate); return the
+    done chunks. A chunk is done when all its records are on disk; its traces were synced before them
+    (``run_eval``), so what a kill leaves is traces without records, which this drops with their chunk."""
     records = read_records(run_dir)
     have = {(r["method"], r["prompt_index"]) for r in records}
     done = {key for key, indices in chunks.items() if all((key[0], i) in have for i in indices)}
     chunk_of = {(label, i): (label, start) for (label, start), indices in chunks.items() for i in indices}
-    kept = [r for r in records if chunk_of.get((r["method"], r["prompt_index"])) in done]
-    seen, unique = set(), []
-    for r in kept:
-        key = (r["method"], r["prompt_index"])
-        if key not in seen:
-            seen.add(key)
-            unique.append(r)
-    if records_path(run_dir).is_file():  # rewritten even when nothing was dropped: it may end in a torn line
-        rewrite_jsonl(records_path(run_dir), unique)
+
+    def kept(rows: list[dict], key) -> list[dict]:
+        seen, unique = set(), []
+        for row in rows:
+            if chunk_of.get((row.get("method"), row.get("prompt_index"))) in done and key(row) not in seen:
+                seen.add(key(row))
+                unique.append(row)
+        return unique
+
+    # Both are rewritten even when nothing was dropped: either may end in a torn line.
+    if records_path(run_dir).is_file():
+        rewrite_jsonl(records_path(run_dir), kept(records, lambda r: (r["method"], r["prompt_index"])))
+    if traces_path(run_dir).is_file():
+        rewrite_jsonl(traces_path(run_dir), kept(read_traces(run_dir), lambda s: (s["method"], s["prompt_index"],
+                                                                                  s.get("position"))))
     return done
+
+
+def read_traces(run_dir: str | Path) -> list[dict]:
+    """The run's trace steps, each an object with its ``method`` and ``prompt_index`` (a run kept none: [])."""
+    path = traces_path(run_dir)
+    steps = read_jsonl(path)
+    for line, step in enumerate(steps, 1):
+        if not (isinstance(step, dict) and isinstance(step.get("method"), str)
+                and isinstance(step.get("prompt_index"), int)):
+            raise ConfigError(f"{path} line {line} is not a trace step with a method and a prompt_index. Delete "
+                              "traces.jsonl to keep none, or pass a run directory written by 'tqstar eval'.")
+    return steps
 
 
 def judge_path(run_dir: str | Path) -> Path:

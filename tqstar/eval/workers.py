@@ -1,5 +1,5 @@
 """Where eval chunks run: in this process, in a pool of local processes, or on Ray actors. Each
-worker loads its models once and keeps them; a chunk's records do not depend on where it ran."""
+worker loads its models once and keeps them; a chunk's records and traces do not depend on where it ran."""
 
 from __future__ import annotations
 
@@ -28,10 +28,20 @@ class Chunk:
     spec: MethodSpec
     start: int
     prompts: list[str]
+    traces: bool = True  # keep each response's per-token trace (False: none cross the process boundary)
 
     @property
     def seed(self) -> int:
         return self.spec.decode.seed + self.start
+
+
+@dataclass
+class ChunkOutput:
+    """What a chunk yields: one record per prompt, and its responses' trace steps in the ``--trace`` format
+    (one per generated token, with ``method`` = the row's label and ``prompt_index``)."""
+
+    records: list[dict]
+    traces: list[dict]
 
 
 class ChunkWorker:
@@ -44,7 +54,7 @@ class ChunkWorker:
         self._coherence = None
         self._harmless = None
 
-    def run(self, chunk: Chunk) -> list[dict]:
+    def run(self, chunk: Chunk) -> ChunkOutput:
         roles = self._load_roles(chunk.spec.roles)
         decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
         results = decoder.generate(chunk.prompts)
@@ -53,12 +63,15 @@ class ChunkWorker:
         self._harmless = self._harmless or HarmlessReward()  # the safety check's reward-model verdict
         harmless = self._harmless.score(prompts, texts)
         kls, kl_estimator = response_kls(results, chunk.spec.decode, roles)
-        return [{
+        records = [{
             "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
             "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
             "kl": kls[i], "kl_estimator": kl_estimator, "diversity": diversity(r.text),
             "coherence": coherence[i], "harmless": harmless[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
         } for i, r in enumerate(results)]
+        traces = [{"method": chunk.spec.label, **step} for i, r in enumerate(results) if chunk.traces
+                  for step in r.trace_records(chunk.start + i)]
+        return ChunkOutput(records, traces)
 
     def _load_roles(self, config):
         key = json.dumps(asdict(config), sort_keys=True)
@@ -71,8 +84,8 @@ class ChunkWorker:
         return self._coherence.score(prompts, texts)
 
 
-def run_chunks(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
-    """Each chunk's records as it finishes (in any order when chunks run in parallel)."""
+def run_chunks(chunks: list[Chunk], config: EvalConfig) -> Iterator[ChunkOutput]:
+    """Each chunk's records and traces as it finishes (in any order when chunks run in parallel)."""
     if config.ray:
         yield from _on_ray(chunks, config)
     elif config.workers > 1:
@@ -95,11 +108,11 @@ def _start_process(threads: int) -> None:
     _process_worker = ChunkWorker(threads)
 
 
-def _run_in_process(chunk: Chunk) -> list[dict]:
+def _run_in_process(chunk: Chunk) -> ChunkOutput:
     return _process_worker.run(chunk)
 
 
-def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
+def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[ChunkOutput]:
     context = multiprocessing.get_context("spawn")  # torch and fork do not mix
     with ProcessPoolExecutor(workers, mp_context=context, initializer=_start_process,
                              initargs=(_threads_each(workers),)) as pool:
@@ -108,7 +121,7 @@ def _in_processes(chunks: list[Chunk], workers: int) -> Iterator[list[dict]]:
             yield future.result()
 
 
-def _on_ray(chunks: list[Chunk], config: EvalConfig) -> Iterator[list[dict]]:
+def _on_ray(chunks: list[Chunk], config: EvalConfig) -> Iterator[ChunkOutput]:
     try:
         import ray
         from ray.util import ActorPool

@@ -1,0 +1,71 @@
+"""tqstar report on run directories written by hand: a metric with no values is null in summary.json and "–"
+in the report (never NaN), and each prompt links to its own page holding every method's response, where
+no text of a prompt or a response can become a link or markup. (A real eval run's traces and pages:
+tests/test_eval.py.)"""
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+
+from tqstar.eval import write_report
+from tqstar.jsonl import append_jsonl
+
+INJECTION = '[click](javascript:alert(1)) </script><a href="https://example.com">x</a> | `x`'
+
+
+def record(method: str, index: int, prompt: str, reward: float, **metrics) -> dict:
+    config = {"decode": {"method": method}, "roles": {}, "sweep": None}
+    return {"method": method, "prompt_index": index, "prompt": prompt, "response": f"{method} answers {index}",
+            "reward": reward, "config": config, **metrics}
+
+
+@pytest.fixture
+def run_dir(tmp_path) -> Path:
+    """Method a answers prompts 0 and 1 with no KL; b answers prompt 2 only with no forward tokens."""
+    append_jsonl(tmp_path / "records.jsonl", [
+        record("a", 0, "Say hello.", 0.5, kl=None, forward_tokens=10),
+        record("a", 1, INJECTION, 0.25, kl=None, forward_tokens=12),
+        record("b", 2, "Name a colour.", 0.75, kl=0.1, forward_tokens=None),
+    ])
+    append_jsonl(tmp_path / "judge.jsonl", [{"method": "a", "against": "b", "model": "j", "outcome": "failed"}])
+    return tmp_path
+
+
+def page_data(page: str) -> dict:
+    block = re.search(r"<script type='application/json' id='tqstar-answers'>(.*?)</script>", page, re.S).group(1)
+    return json.loads(block)
+
+
+def test_a_metric_without_values_is_null_in_the_summary_and_a_dash_in_the_report(run_dir):
+    markdown = write_report(run_dir).read_text()
+    text = (run_dir / "summary.json").read_text()
+    assert "NaN" not in text and "Infinity" not in text
+    summary = json.loads(text)
+    assert summary["methods"]["a"]["kl"] == {"mean": None, "low": None, "high": None, "n": 0}
+    assert summary["methods"]["b"]["forward_tokens"]["mean"] is None
+    assert summary["duels"]["a"]["b"]["win_tie"]["mean"] is None  # no prompt answered by both
+    assert summary["judge"]["duels"][0]["win_tie"] is None  # every judgement failed
+    assert "nan" not in markdown.lower()
+    row_a = next(line for line in markdown.splitlines() if line.startswith("| a | 2 |"))
+    assert row_a.split(" | ")[3] == "–"  # the KL column
+    assert "| – (0/0/0) |" in markdown and "| 1 |" in markdown.split("## LLM judge")[1]
+    assert "| 0 | 0 | 0 | – | 1 |" in markdown
+
+
+def test_the_report_links_each_prompt_to_a_page_of_its_responses(run_dir):
+    write_report(run_dir)
+    report = (run_dir / "report.html").read_text()
+    links = re.findall(r'<a href="([^"]+)">', report)
+    assert links == ["traces/prompt-0000.html", "traces/prompt-0001.html", "traces/prompt-0002.html"]
+    for index, link in enumerate(links):
+        page = (run_dir / link).read_text()
+        data = page_data(page)
+        answers = [a for g in data["groups"] for a in g["answers"]]
+        assert [a["text"] for a in answers] == [f"{a['method']} answers {index}" for a in answers]
+        assert {g["prompt"] for g in data["groups"]} == {json.loads((run_dir / "records.jsonl").read_text()
+                                                                    .splitlines()[index])["prompt"]}
+        assert "<a href=\"../report.html\">" in page
+    section = report.split("<h2>Responses by prompt</h2>")[1]  # the links above are the only ones: none from text
+    assert "<script" not in section and "‹/script›" in section and "⟦click⟧(javascript:alert(1))" in section
