@@ -24,7 +24,8 @@ def read_jsonl(path: Path) -> list[dict]:
         raise ConfigError(f"{path} is not UTF-8 JSON Lines ({exc.reason} at byte {exc.start}); it was not "
                           "written by tqstar. Restore it or start a new output.") from None
     records = []
-    for line in text.splitlines():
+    # "\n" only: str.splitlines also breaks at U+2028, U+2029, U+0085 and others, which a string may hold.
+    for line in text.split("\n"):
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
@@ -57,9 +58,15 @@ def rewrite_jsonl(path: Path, records: Iterable[dict]) -> None:
     os.replace(partial, path)
 
 
+#: Characters left raw by ``ensure_ascii=False`` that line-splitting readers (Python's str.splitlines,
+#: JavaScript's older parsers) take for line ends; escaped, a record stays one line for every reader.
+_LINE_BREAKS = str.maketrans({"\u2028": "\\u2028", "\u2029": "\\u2029", "\u0085": "\\u0085"})
+
+
 def dumps(record) -> str:
-    """One JSON Lines record: UTF-8 as written, NaN and ±inf as null."""
-    return json.dumps(finite(record), ensure_ascii=False, allow_nan=False)
+    """One JSON Lines record: UTF-8 as written except U+2028, U+2029 and U+0085 (escaped), NaN and ±inf as
+    null. Those three can only occur inside JSON strings, where the escape reads back as the same text."""
+    return json.dumps(finite(record), ensure_ascii=False, allow_nan=False).translate(_LINE_BREAKS)
 
 
 def finite(value):
