@@ -1,5 +1,7 @@
 """JSON Lines files: records holding Unicode line separators stay one line, appends are whole or absent."""
 
+import os
+
 import pytest
 
 from tqstar.eval.rundir import keep_complete_chunks, read_records, records_path, traces_path
@@ -38,3 +40,35 @@ def test_resuming_an_eval_keeps_the_records_after_one_holding_a_line_separator(t
     assert done == {("greedy", 0), ("greedy", 2)}
     assert read_records(tmp_path) == records
     assert len(read_jsonl(traces_path(tmp_path))) == 4
+
+
+def test_an_append_that_writes_in_parts_writes_every_byte(tmp_path, monkeypatch):
+    write = os.write
+    monkeypatch.setattr(os, "write", lambda fd, data: write(fd, bytes(data[:7])))  # 7 bytes a call
+    path = tmp_path / "log.jsonl"
+    records = [{"text": "a" * 50, "i": i} for i in range(3)]
+    append_jsonl(path, records)
+    append_jsonl(path, records)
+    assert read_jsonl(path) == records + records
+
+
+@pytest.mark.parametrize("after_bytes", [0, 10, 60])
+def test_a_failed_append_leaves_the_file_as_it_was(tmp_path, monkeypatch, after_bytes):
+    path = tmp_path / "log.jsonl"
+    append_jsonl(path, [{"kept": 1}])
+    before = path.read_bytes()
+    write, written = os.write, []
+
+    def failing_write(fd, data):
+        if sum(written) >= after_bytes:
+            raise OSError(28, "No space left on device")
+        written.append(write(fd, bytes(data[:10])))
+        return written[-1]
+
+    monkeypatch.setattr(os, "write", failing_write)
+    with pytest.raises(OSError, match="No space"):
+        append_jsonl(path, [{"text": "b" * 100}])
+    assert path.read_bytes() == before
+    monkeypatch.undo()
+    append_jsonl(path, [{"next": 2}])
+    assert read_jsonl(path) == [{"kept": 1}, {"next": 2}]

@@ -1,7 +1,7 @@
-"""JSON and JSON Lines files that survive a kill: appends are single writes, reads stop at a torn last
-line, rewrites and whole documents replace the file atomically. Used by align's pairs, eval's records and
-the judge's verdicts, and by the run and metadata files of resumable commands. JSON has no NaN or
-infinity, so every writer turns them into null (``finite``) rather than write what a JSON reader refuses."""
+"""JSON and JSON Lines files that survive a kill: appends are synced and a failed one is cut off, reads
+stop at a torn last line, rewrites and whole documents replace the file atomically. Used by align's pairs,
+eval's records and the judge's verdicts, and by the run and metadata files of resumable commands. JSON has
+no NaN or infinity, so every writer turns them into null (``finite``) rather than write what a JSON reader refuses."""
 
 from __future__ import annotations
 
@@ -29,17 +29,24 @@ def read_jsonl(path: Path) -> list[dict]:
         try:
             records.append(json.loads(line))
         except json.JSONDecodeError:
-            break  # only the last line can be partial: every append is one write
+            break  # only the last line can be partial: appends are sequential and synced
     return records
 
 
 def append_jsonl(path: Path, records: Iterable[dict]) -> None:
-    """Append records in one write and sync it: a kill leaves at most one torn tail."""
-    data = "".join(dumps(r) + "\n" for r in records).encode("utf-8")
+    """Append records and sync them: a kill leaves at most one torn tail, and a failed append (disk full,
+    an I/O error) is cut off again before the error is raised, so it leaves nothing behind."""
+    data = memoryview("".join(dumps(r) + "\n" for r in records).encode("utf-8"))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
-        os.write(fd, data)
-        os.fsync(fd)
+        size = os.fstat(fd).st_size
+        try:
+            while data:  # os.write may write only part (a signal, a nearly full disk)
+                data = data[os.write(fd, data):]
+            os.fsync(fd)
+        except BaseException:
+            os.ftruncate(fd, size)
+            raise
     finally:
         os.close(fd)
 
