@@ -399,6 +399,10 @@ def raw_json(text: str) -> bytes:
                                                                                           "text": 5}]}]},
      400, "invalid_prompt"),
     ("chat/completions", b"[" * 2000 + b"]" * 2000, 400, "invalid_json"),
+    # nesting that json.loads takes but a recursive walk of the body would not
+    ("chat/completions", raw_json('"temprature": ' + "[" * 500 + "]" * 500), 400, "unknown_field"),
+    ("chat/completions", ('{"model": "tq-direct", "messages": [{"role": "user", "content": ' + "[" * 500 + "]" * 500
+                          + '}]}').encode(), 400, "invalid_prompt"),
     ("chat/completions", raw_json('"alpha": NaN'), 400, "invalid_json"),
     ("chat/completions", raw_json('"alpha": -Infinity'), 400, "invalid_json"),
     ("chat/completions", raw_json('"alpha": 1e999'), 422, "out_of_range"),

@@ -252,18 +252,21 @@ async def _read_json(request: Request, limit: int) -> dict:
     return body
 
 
-def _lone_surrogate(value, where: str = "body") -> str | None:
-    """Where in a parsed body a string (or key) holds a lone surrogate, or None."""
-    if isinstance(value, str):
-        return None if unicode_problem(value) is None else where
-    if isinstance(value, dict):
-        for key, item in value.items():
-            found = _lone_surrogate(key, where) or _lone_surrogate(item, key if where == "body" else f"{where}.{key}")
-            if found:
-                return found
-    if isinstance(value, list):
-        return next((found for i, item in enumerate(value) if (found := _lone_surrogate(item, f"{where}[{i}]"))),
-                    None)
+def _lone_surrogate(body: dict) -> str | None:
+    """Where in a parsed body a string (or key) holds a lone surrogate, or None. A walk with its own stack:
+    json.loads accepts nesting deeper than Python's recursion limit."""
+    stack: list[tuple[object, str]] = [(body, "body")]
+    while stack:
+        value, where = stack.pop()
+        if isinstance(value, str):
+            if unicode_problem(value) is not None:
+                return where
+        elif isinstance(value, dict):
+            for key, item in reversed(value.items()):  # reversed: popped in order, the first one found reported
+                stack.append((item, key if where == "body" else f"{where}.{key}"))
+                stack.append((key, where))
+        elif isinstance(value, list):
+            stack.extend((item, f"{where}[{i}]") for i, item in reversed(list(enumerate(value))))
     return None
 
 
