@@ -17,6 +17,7 @@ from prometheus_client.parser import text_string_to_metric_families
 from tqstar.audit.log import AuditLog, audit_files, read_audit
 from tqstar.audit.protocol import AUDIT_FIELDS, trace_digest
 from tqstar.decoding import DecodeConfig, Roles
+from tqstar.decoding.methods import METHODS
 from tqstar.errors import ConfigError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward, load_reward
@@ -91,6 +92,16 @@ def test_metrics_parse_and_move_with_the_requests_sent(server):
     assert moved("tqstar_ess_count", method="tq-direct") == 0
     assert 0 < moved("tqstar_generated_tokens_total", method="tq-direct") <= 6
     assert value(after, "tqstar_queue_length") == 0 and ("tqstar_running_requests", ()) in after
+
+
+def test_method_labels_stay_the_method_table_whatever_model_names_clients_send(server):
+    names = [f"tqstar?method=made-up-{i}" for i in range(3)] + ["tqstar/args?method=made-up", "made-up?x=1"]
+    for name in names:
+        answer = post(server.url, model=name, max_tokens=1)
+        assert answer.status_code in (404, 422), answer.text
+    assert post(server.url, model="tqstar?method=args", max_tokens=1).status_code == 200
+    labels = {dict(labels).get("method") for _, labels in scrape(server.url)} - {None}
+    assert labels <= set(METHODS) | {"raw", "invalid"} and "args" in labels
 
 
 def test_a_full_queue_is_counted_as_a_429_of_its_method(tiny):

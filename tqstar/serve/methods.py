@@ -67,11 +67,14 @@ class Catalog:
                 raise ApiError(422, f"Unknown option {key!r} in the model name. Use DecodeConfig fields: "
                                     f"{', '.join(DECODE_FIELDS)}.", "model", "unknown_field")
             options[key] = _decode_option(key, value)
-        if named and "method" in options and find_method(options["method"]) is not find_method(base):
-            raise ApiError(422, f"The model name {name!r} names two methods, {base!r} and {options['method']!r}. "
-                                f"Name one: 'tqstar/{options['method']}' or 'tqstar/{base}'.", "model",
-                           "conflicting_options")
-        return "method", options.pop("method", base), options
+        method = options.pop("method", base)
+        if find_method(method) is None:  # 'tqstar?method=...' names it in the query alone
+            raise ApiError(422, f"Unknown method {method!r} in the model name {name!r}. Use one of: "
+                                f"{', '.join(METHODS)}.", "model", "invalid_option")
+        if named and find_method(method) is not find_method(base):
+            raise ApiError(422, f"The model name {name!r} names two methods, {base!r} and {method!r}. "
+                                f"Name one: 'tqstar/{method}' or 'tqstar/{base}'.", "model", "conflicting_options")
+        return "method", method, options
 
 
 def parse_chat(body: dict, catalog: Catalog, limits: Limits) -> MethodRequest:

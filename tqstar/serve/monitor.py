@@ -12,6 +12,7 @@ from datetime import datetime, timezone
 
 from ..audit.log import AuditLog
 from ..audit.protocol import TRACE_FULL, trace_digest
+from ..decoding.methods import METHODS
 from ..jsonl import finite
 from .methods import Catalog
 from .metrics import ServeMetrics, mean_ess
@@ -42,15 +43,16 @@ class Watch:
         self.closed = False
 
     def label(self, body: dict, catalog: Catalog) -> None:
-        """Label by the method the body's model name names, when it names one."""
+        """Label by the method the body's model name names, when it names one of ``METHODS``: a label is
+        never text a client chose, so the metrics hold a bounded set of series."""
         try:
             kind, method, _ = catalog.resolve(body.get("model"))
         except ApiError:
             return
-        self.method = "raw" if kind == "raw" else method
+        self.method = "raw" if kind == "raw" else _known(method)
 
     def named(self, request: MethodRequest | RawRequest) -> None:
-        self.method = request.config.method if isinstance(request, MethodRequest) else "raw"
+        self.method = _known(request.config.method) if isinstance(request, MethodRequest) else "raw"
 
     def token(self) -> None:
         if self.first_token is None:
@@ -83,6 +85,10 @@ class Watch:
         if not self.closed:
             self.closed = True
             self.monitor.metrics.failed(self.method, status)
+
+
+def _known(method: str) -> str:
+    return method if method in METHODS else UNREAD
 
 
 def audit_record(request: MethodRequest, answer_id: str, done: Finished, roles: dict | None, keep_trace: str) -> dict:
