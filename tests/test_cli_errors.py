@@ -2,10 +2,14 @@
 case here once crashed or went wrong silently. Run in-process (``tqstar.cli.main``), so they are fast."""
 
 import json
+import os
+from pathlib import Path
 
 import pytest
 
 from tqstar.cli import main
+from tqstar.errors import ConfigError
+from tqstar.serve import ServeConfig
 
 
 @pytest.fixture(scope="module")
@@ -75,6 +79,24 @@ def test_eval_output_that_is_a_file_or_cannot_be_created_is_refused(capsys, eval
     (tmp_path / "file").write_text("")
     refused(capsys, [*eval_flags, "--output", tmp_path / "file"], "is a file, not a directory")
     refused(capsys, [*eval_flags, "--output", tmp_path / "file" / "run"], "cannot be created")
+
+
+def test_an_existing_directory_that_cannot_be_written_is_refused_at_start(capsys, eval_flags, tmp_path,
+                                                                          monkeypatch):
+    read_only = tmp_path / "read-only"
+    read_only.mkdir()
+    access = os.access
+    monkeypatch.setattr(os, "access", lambda p, mode: Path(p) != read_only and access(p, mode))
+    refused(capsys, [*eval_flags, "--output", read_only], "is not writable")
+    with pytest.raises(ConfigError, match="--audit-log .* is not writable"):
+        ServeConfig(audit_log=str(read_only))
+
+
+@pytest.mark.skipif(os.geteuid() == 0, reason="root writes in read-only directories")
+def test_a_read_only_output_directory_is_refused_at_start(capsys, eval_flags, tmp_path):
+    read_only = tmp_path / "read-only"
+    read_only.mkdir(mode=0o555)
+    refused(capsys, [*eval_flags, "--output", read_only], "is not writable")
 
 
 @pytest.mark.parametrize("content, message", [(b'{"prompt": "\xff hi"}\n', "is not UTF-8 text"),

@@ -8,6 +8,7 @@ from __future__ import annotations
 import argparse
 import json
 import math
+import os
 from dataclasses import MISSING, field, fields
 from functools import lru_cache
 from pathlib import Path
@@ -250,7 +251,8 @@ def writable_file(path: str | Path, flag: str) -> None:
 
 
 def writable_dir(path: str | Path, flag: str) -> Path:
-    """``path`` as an existing directory (created when missing), or ``ConfigError`` saying why it cannot be."""
+    """``path`` as an existing directory (created when missing) that files can be written in, or
+    ``ConfigError`` saying why it cannot be, at start rather than at the first write."""
     path = Path(path)
     if path.exists() and not path.is_dir():
         raise ConfigError(f"{flag} {str(path)!r} is a file, not a directory. Pass a new directory name.")
@@ -259,6 +261,9 @@ def writable_dir(path: str | Path, flag: str) -> Path:
     except OSError as exc:
         raise ConfigError(f"{flag} {str(path)!r} cannot be created ({exc.strerror or exc}). Pass a directory "
                           "you can write to.") from None
+    if not os.access(path, os.W_OK | os.X_OK):  # read-only: by its permissions or its file system
+        raise ConfigError(f"{flag} {str(path)!r} is not writable. Pass a directory you can write to, or give "
+                          "this user write permission on it.")
     return path
 
 
