@@ -3,6 +3,7 @@ only from a fixed list, under a Content-Security-Policy that runs only the serve
 behind them keeps its key; /v1/models tells the page each method's options. (The page itself runs in a real
 browser in tests/test_browser.py.)"""
 
+import http.client
 import re
 
 import httpx
@@ -39,11 +40,37 @@ def test_the_page_and_its_files_need_no_key_and_allow_only_the_servers_scripts(s
     assert set(re.findall(r'(?:src|href)="static/([^"]+)"', page.text)) == set(FILES)
 
 
-@pytest.mark.parametrize("path", ["/static/../config.py", "/static/playground.html", "/static/app.py", "/metrics",
+@pytest.mark.parametrize("path", ["/static/playground.html", "/static/app.py", "/metrics",
                                   "/v1/models", "/health"])
 def test_everything_else_still_needs_the_key(server, path):
     assert httpx.get(server.root + path).status_code in (401, 404)
     assert httpx.get(server.root + path).status_code != 200
+
+
+@pytest.fixture(scope="module")
+def keyless(tiny_model_dir):
+    tiny = load_language_model(str(tiny_model_dir))
+    running = serve_in_thread(create_app(ServeConfig(), Roles(tiny, tiny, load_reward("sentiment")),
+                                         DecodeConfig(top_k=3, horizon=2), {}))
+    yield running
+    running.close()
+
+
+@pytest.mark.parametrize("path", ["/static/../config.py", "/static/%2e%2e/config.py", "/static/..%2fconfig.py",
+                                  "/static/..%2Fapp.py", "/static/%2e%2e%2fconfig.py", "/static/..%5capp.py",
+                                  "/static/.%2e/.%2e/tqstar/serve/app.py", "/static/%252e%252e%252fapp.py"])
+def test_a_path_that_climbs_out_of_static_serves_no_file_even_without_a_key(keyless, path):
+    # http.client sends the path as written: httpx would resolve '..' before it left the client
+    host, port = keyless.url.removeprefix("http://").removesuffix("/v1").rsplit(":", 1)
+    connection = http.client.HTTPConnection(host, int(port), timeout=30)
+    try:
+        connection.request("GET", path)
+        answer = connection.getresponse()
+        body = answer.read().decode("utf-8", "replace")
+    finally:
+        connection.close()
+    assert answer.status == 404, body
+    assert "import" not in body and "def " not in body
 
 
 def test_a_post_to_the_page_needs_the_key(server):
