@@ -8,6 +8,7 @@ import signal
 import subprocess
 import sys
 import threading
+import time
 from concurrent.futures import ThreadPoolExecutor
 
 import httpx
@@ -65,6 +66,13 @@ def scrape(url, key=None) -> dict[tuple, float]:
             for family in text_string_to_metric_families(answer.text) for s in family.samples}
 
 
+def wait_for(condition, what: str, seconds: float = 30) -> None:
+    deadline = time.monotonic() + seconds
+    while not condition():
+        assert time.monotonic() < deadline, f"waited {seconds} s for {what}"
+        time.sleep(0.01)
+
+
 def value(samples, name, **labels) -> float:
     return samples.get((name, tuple(sorted(labels.items()))), 0.0)
 
@@ -115,11 +123,9 @@ def test_a_full_queue_is_counted_as_a_429_of_its_method(tiny):
     try:
         with ThreadPoolExecutor(3) as pool:  # one decoding, one waiting: the third finds the queue full
             first = pool.submit(post, running.url, model="args", max_tokens=1)
-            while value(scrape(running.url), "tqstar_running_requests") < 1:
-                pass
+            wait_for(lambda: value(scrape(running.url), "tqstar_running_requests") >= 1, "the first to decode")
             second = pool.submit(post, running.url, model="args", max_tokens=1)
-            while value(scrape(running.url), "tqstar_queue_length") < 1:
-                pass
+            wait_for(lambda: value(scrape(running.url), "tqstar_queue_length") >= 1, "the second to queue")
             assert post(running.url, model="args", max_tokens=1).status_code == 429
             release.set()
             assert first.result().status_code == second.result().status_code == 200
@@ -186,6 +192,29 @@ def test_the_audit_log_rotates_by_size_and_closes_a_torn_file_at_start(tmp_path)
     assert [r["id"] for r in read_audit(tmp_path)] == list(range(30)) + [31]
 
 
+def test_an_answer_the_audit_log_cannot_take_is_not_sent(roles, tmp_path, monkeypatch):
+    def full(self, record):
+        raise OSError(28, "No space left on device")
+
+    monkeypatch.setattr(AuditLog, "append", full)
+    running = start(roles, audit_log=str(tmp_path))
+    try:
+        plain = post(running.url, max_tokens=2)
+        streamed = post(running.url, stream=True, max_tokens=2)
+        samples = scrape(running.url)
+    finally:
+        running.close()
+    assert plain.status_code == 500 and "choices" not in plain.json()
+    assert plain.json()["error"]["code"] == "audit_log_failed"
+    assert streamed.status_code == 200  # its tokens had left before the audit append
+    events = [json.loads(line.removeprefix("data: ")) for line in streamed.text.splitlines()
+              if line.startswith("data: {")]
+    assert events[-1]["error"]["code"] == "audit_log_failed" and streamed.text.rstrip().endswith("[DONE]")
+    assert not any(choice.get("finish_reason") for e in events[:-1] for choice in e.get("choices", []))
+    assert value(samples, "tqstar_request_errors_total", method="tq-direct", status="500") == 2
+    assert read_audit(tmp_path) == []
+
+
 def test_an_audit_log_that_cannot_be_written_is_refused_at_start(tmp_path):
     (tmp_path / "file").write_text("")
     with pytest.raises(ConfigError, match="--audit-log"):
@@ -219,7 +248,9 @@ def test_kill_9_loses_no_answered_record_and_tears_none(tiny_model_dir, tmp_path
         threads = [threading.Thread(target=client, args=(i,)) for i in range(4)]
         for thread in threads:
             thread.start()
+        deadline = time.monotonic() + 120
         while len(answered) < 6:
+            assert process.poll() is None and time.monotonic() < deadline, f"{len(answered)} answers, not 6"
             threads[0].join(0.05)
         process.send_signal(signal.SIGKILL)
         for thread in threads:
