@@ -12,7 +12,7 @@ from datetime import datetime, timezone
 
 from ..audit.log import AuditLog
 from ..audit.protocol import TRACE_FULL, trace_digest
-from ..decoding.methods import METHODS
+from ..decoding.methods import find_method
 from ..jsonl import finite
 from .methods import Catalog
 from .metrics import ServeMetrics, mean_ess
@@ -88,7 +88,7 @@ class Watch:
 
 
 def _known(method: str) -> str:
-    return method if method in METHODS else UNREAD
+    return method if find_method(method) is not None else UNREAD
 
 
 def audit_record(request: MethodRequest, answer_id: str, done: Finished, roles: dict | None, keep_trace: str) -> dict:
