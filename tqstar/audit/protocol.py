@@ -16,9 +16,9 @@ from ..jsonl import finite
 
 #: The file an audit log appends to; rotated files are ``audit-NNNNN.jsonl`` beside it.
 AUDIT_FILE = "audit.jsonl"
-#: What every audit record holds (``trace`` or ``trace_digest`` besides).
-AUDIT_FIELDS = ("time", "id", "method", "options", "roles", "prompt", "answer", "reward", "finish_reason",
-                "seconds", "forward_tokens", "usage")
+#: What every audit record holds, besides ``trace`` (or ``trace_digest`` and ``trace_steps``).
+AUDIT_FIELDS = ("time", "id", "endpoint", "model", "method", "options", "roles", "prompt", "answer", "reward",
+                "finish_reason", "seconds", "forward_tokens", "usage")
 #: How an audit record keeps the trace: whole, or only its digest and length.
 TRACE_FULL, TRACE_DIGEST = "full", "digest"
 TRACE_KEEPS = (TRACE_FULL, TRACE_DIGEST)
