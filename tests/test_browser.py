@@ -1,7 +1,7 @@
 """The playground and `tqstar trace view` pages in a real browser: Debian's headless Chromium driven by
 Playwright through its executable path (no browser download). Skipped, with the reason, where Chromium or
-Playwright is missing; `make setup` installs Chromium where apt-get runs as root. Screenshots at 360 and
-1440 px go to build/screenshots (or $TQSTAR_SCREENSHOTS)."""
+Playwright is missing; `make test` (or `make chromium`) installs Chromium where apt-get runs as root.
+Screenshots at 360 and 1440 px go to build/screenshots (or $TQSTAR_SCREENSHOTS)."""
 
 import json
 import os
@@ -18,8 +18,9 @@ from tqstar.serve import ServeConfig, create_app, serve_in_thread
 
 CHROMIUM = os.environ.get("TQSTAR_CHROMIUM") or shutil.which("chromium") or shutil.which("chromium-browser")
 playwright = pytest.importorskip("playwright.sync_api", reason="Playwright is not installed: pip install -e '.[test]'")
-pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed: 'make setup' installs Debian's "
-                                                     "chromium as root, or set TQSTAR_CHROMIUM to a Chromium binary")
+pytestmark = pytest.mark.skipif(not CHROMIUM, reason="Chromium is not installed: 'make chromium' installs "
+                                                     "Debian's chromium as root, or set TQSTAR_CHROMIUM to a Chromium "
+                                                     "binary")
 expect = playwright.expect
 # No sandbox (tests run as root); no calls home, which a closed network refuses many times over.
 FLAGS = ["--no-sandbox", "--disable-gpu", "--disable-background-networking", "--disable-component-update",

@@ -1,5 +1,8 @@
 """The audit log of ``tqstar serve --audit-log DIR``: one JSON Lines record per served answer, appended
-before the answer leaves the server, so a killed server loses nothing it has answered.
+before the answer leaves the server, so a killed server loses nothing it has answered. A stream is the
+exception in part: its tokens leave one by one before the record is written, so when the append fails the
+stream ends with an ``audit_log_failed`` error event in place of its last chunk, and the client has the
+text of an answer the log does not hold. A plain request whose append fails gets the 500 and no answer.
 
 Each append is one synced write (``tqstar.jsonl.append_jsonl``): a kill leaves at most a torn last line.
 Files are never rewritten: past ``max_bytes`` the current file is renamed ``audit-NNNNN.jsonl`` (the next

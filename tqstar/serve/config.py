@@ -26,9 +26,9 @@ class ServeConfig:
     host: str = option("127.0.0.1", "Address to listen on. The default keeps the server on this machine; "
                                     "another address exposes it, so pair it with --api-key-file.")
     port: int = option(8000, "TCP port; 0 picks a free one (the chosen URL is printed).")
-    api_key: str | None = option(None, f"Require 'Authorization: Bearer KEY' on every request (default: "
-                                       f"${API_KEY_ENV} when set). A key on the command line shows in `ps`: "
-                                       f"prefer --api-key-file or ${API_KEY_ENV}.")
+    api_key: str | None = option(None, f"Require 'Authorization: Bearer KEY' on every request but the playground's "
+                                       f"page and files (default: ${API_KEY_ENV} when set). A key on the command "
+                                       f"line shows in `ps`: prefer --api-key-file or ${API_KEY_ENV}.")
     api_key_file: str | None = option(None, "Read the API key from this file (its first line).")
     allowed_hosts: list[str] = option([], "Host header accepted besides loopback names when no API key is set "
                                           "(e.g. the name clients reach this machine by). Without a key only "
