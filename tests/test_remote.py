@@ -47,7 +47,7 @@ def server(local, baseline_dir):
 
 @pytest.fixture(scope="module")
 def remote(server, baseline_dir):
-    model = load_language_model(f"openai:{server.url}#{baseline_dir}")
+    model = load_language_model(f"openai:{server.url}#baseline?tokenizer={baseline_dir}")
     yield model
     model.close()
 
@@ -123,7 +123,7 @@ def test_indirect_transfer_with_a_served_baseline_weights_its_sampled_rollouts(r
 
 
 def test_top_k_above_a_remote_proposals_log_probs_is_refused(server, baseline_dir, local):
-    proposal = load_language_model(f"openai:{server.url}#{baseline_dir}?top_logprobs=4")
+    proposal = load_language_model(f"openai:{server.url}#baseline?tokenizer={baseline_dir}&top_logprobs=4")
     reward = CallableReward(lambda prompts, responses: [0.0] * len(responses), "zero")
     try:
         with pytest.raises(ConfigError, match="top_k=5 .* only 4 log-probs.*--top-k to 4"):
@@ -216,7 +216,7 @@ def proxy(server):
 
 
 def through(proxy, baseline_dir, retries=3):
-    model = load_remote_model(f"openai:{proxy.url}#{baseline_dir}?retries={retries}")
+    model = load_remote_model(f"openai:{proxy.url}#baseline?tokenizer={baseline_dir}&retries={retries}")
     proxy.models.append(model)
     return model
 
