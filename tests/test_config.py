@@ -5,7 +5,8 @@ import json
 import pytest
 
 from tqstar.decoding import AUTHORS_SETTINGS, DecodeConfig, split_options
-from tqstar.decoding.config import ROLLOUT_ROWS_BOUND, SIZE_BOUNDS
+from tqstar.decoding import values
+from tqstar.decoding.config import SIZE_BOUNDS
 from tqstar.options import load_config_file
 from tqstar.errors import ConfigError
 
@@ -144,9 +145,20 @@ def test_every_size_option_has_an_upper_bound_that_the_message_names(name, bound
     assert getattr(DecodeConfig(**{name: bound, **sampled}), name) == bound
 
 
-def test_rollouts_of_one_step_are_bounded_together():
-    with pytest.raises(ConfigError, match=rf"top_k × num_rollouts = 256 × 8 must be ≤ {ROLLOUT_ROWS_BOUND}"):
-        DecodeConfig(top_k=256, num_rollouts=8, rollout_temperature=1.0)
+def test_many_rollouts_are_sampled_in_chunks_of_bounded_rows(monkeypatch):
+    asked = []
+
+    class Recorder:  # hands back one placeholder per requested rollout and records the rows asked for
+        def sample_continuations(self, prefixes, branches, num_samples, horizons, temperature, generator):
+            asked.append(len(branches[0]) * num_samples)
+            return [[[("rollout", token)] * num_samples for token in row] for row in branches]
+
+    monkeypatch.setattr(values, "ROLLOUT_ROWS_BOUND", 6)
+    spec = values.RolloutSpec(model=Recorder(), text_model=Recorder(), reward=None, num_rollouts=10)
+    out = values._sample_in_chunks(spec, [[1], [2]], [[5, 6, 7], [8, 9, 4]], [3, 3])
+    assert asked == [6, 6, 6, 6, 6] and max(asked) <= 6  # 3 candidates × 2 rollouts per call
+    assert [[len(cand) for cand in row] for row in out] == [[10, 10, 10], [10, 10, 10]]
+    assert out[1][2] == [("rollout", 4)] * 10
 
 
 @pytest.mark.parametrize("content, message", [

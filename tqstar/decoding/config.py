@@ -33,12 +33,12 @@ AUTHORS_SETTINGS = {
 AUTHORS_BETA = 2.0
 
 #: Upper bounds of the size options, wherever they are set (flags, config files, eval method strings,
-#: server defaults). One state's top_k × num_rollouts rollouts decode together, each holding its KV cache
-#: and a vocabulary-wide row of logits, and best_of samples of a prompt likewise: without a bound
-#: --top-k 1000000000 grew to 21 GB before the kernel killed it. The server caps requests lower still.
-SIZE_BOUNDS = {"top_k": 256, "num_rollouts": 64, "best_of": 64, "horizon": 4096, "max_new_tokens": 4096,
+#: server defaults). The top_k candidates, and best_of samples of a prompt, decode together, each holding
+#: its KV cache and a vocabulary-wide row of logits: without a bound --top-k 1000000000 grew to 21 GB before
+#: the kernel killed it. Rollouts are sampled in chunks of ROLLOUT_ROWS_BOUND rows, so N costs time, and
+#: its bound only keeps a step finite. The server caps requests lower still.
+SIZE_BOUNDS = {"top_k": 256, "num_rollouts": 65536, "best_of": 64, "horizon": 4096, "max_new_tokens": 4096,
                "batch_size": 256}
-ROLLOUT_ROWS_BOUND = 1024  # top_k × num_rollouts: the rollouts of one state, decoded at once
 SIZE_WHY = "memory grows with it"
 #: β below this makes soft transfer's α = 1/β, and the weights exp(Δr/β), overflow to inf; α above its
 #: bound overflows α·Q̂ likewise. Both are far outside any useful setting (the paper: α = 1, β ≈ 0.1).
@@ -107,15 +107,11 @@ class DecodeConfig:
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
 
     def _check_sizes(self) -> None:
-        """Each size option from its least useful value to its bound; N and k together too."""
+        """Each size option from its least useful value to its bound."""
         for name, bound in SIZE_BOUNDS.items():
             value = getattr(self, name)
             if value is not None:  # num_rollouts unset: the method's default; horizon unset: to EOS
                 between(name, value, 0 if name == "horizon" else 1, bound, SIZE_WHY)
-        if self.top_k * self.rollouts > ROLLOUT_ROWS_BOUND:
-            raise ConfigError(f"top_k × num_rollouts = {self.top_k} × {self.rollouts} must be ≤ "
-                              f"{ROLLOUT_ROWS_BOUND} (one step decodes them all at once, and memory grows with "
-                              "them). Lower top_k or num_rollouts.")
 
     def _apply_compat(self, method: Method) -> None:
         """Set the authors' values, refusing any option the user set to something else."""

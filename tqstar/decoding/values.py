@@ -21,6 +21,9 @@ from ..models.protocol import LanguageModel, require_shared_vocabulary
 from ..rewards.protocol import Reward, checked_scores
 from .protocol import ValueEstimate, ValueQuery
 
+#: Rollout rows (candidates × rollouts) of one prefix sampled together; larger N is sampled in chunks.
+ROLLOUT_ROWS_BOUND = 1024
+
 
 def require_weighted_rollouts(method: str, num_rollouts: int, temperature: float) -> None:
     """The precondition of the importance-weighted estimators (tq-indirect, soft): N ≥ 2 sampled rollouts.
@@ -136,8 +139,7 @@ def _rollouts_shared(spec: RolloutSpec, query: ValueQuery):
     """Same vocabulary: the prefix is encoded once and fans out to k × N rollouts (one batch)."""
     prefixes = _rollout_prefixes(spec.model, query.prompts, query.responses)
     horizons = _horizons(spec, prefixes, query.budgets)
-    out = spec.model.sample_continuations(prefixes, query.candidates.tolist(), spec.num_rollouts, horizons,
-                                          spec.temperature, spec.generator)
+    out = _sample_in_chunks(spec, prefixes, query.candidates.tolist(), horizons)
     return [
         [([spec.text_model.decode([*response, *c.tokens]) for c in cand], cand) for cand in row]
         for response, row in zip(query.responses, out)
@@ -152,10 +154,23 @@ def _rollouts_by_text(spec: RolloutSpec, query: ValueQuery):
     prefixes = [spec.model.encode_prompt(p) + spec.model.encode(t) for p, t in zip(flat_prompts, flat_texts)]
     k = query.candidates.shape[1]
     budgets = None if query.budgets is None else [n for n in query.budgets for _ in range(k)]
-    out = spec.model.sample_continuations(prefixes, None, spec.num_rollouts, _horizons(spec, prefixes, budgets),
-                                          spec.temperature, spec.generator)
+    out = _sample_in_chunks(spec, prefixes, None, _horizons(spec, prefixes, budgets))
     flat = [([t + spec.model.decode(c.tokens) for c in row[0]], row[0]) for t, row in zip(flat_texts, out)]
     return [flat[b * k:(b + 1) * k] for b in range(len(query.prompts))]
+
+
+def _sample_in_chunks(spec: RolloutSpec, prefixes, branches, horizons):
+    """``sample_continuations`` for N rollouts per branch, at most ROLLOUT_ROWS_BOUND rows per prefix at a
+    time: memory follows the chunk (each row holds a KV cache and a vocabulary-wide row of logits), so a
+    large N costs time, not memory."""
+    per_prefix = len(branches[0]) if branches else 1
+    chunk = max(1, ROLLOUT_ROWS_BOUND // per_prefix)
+    out = None
+    for start in range(0, spec.num_rollouts, chunk):
+        part = spec.model.sample_continuations(prefixes, branches, min(chunk, spec.num_rollouts - start), horizons,
+                                               spec.temperature, spec.generator)
+        out = part if out is None else [[mine + more for mine, more in zip(row, extra)] for row, extra in zip(out, part)]
+    return out
 
 
 def _horizons(spec: RolloutSpec, prefixes, budgets) -> list[int]:

@@ -14,7 +14,7 @@ API_KEY_ENV = "TQSTAR_API_KEY"
 LOOPBACK = ("127.0.0.1", "localhost", "::1")
 #: Bounds of the caps themselves: each cap multiplies what one request may hold in memory.
 CAP_BOUNDS = {"max_batch": SIZE_BOUNDS["batch_size"], "max_tokens": SIZE_BOUNDS["max_new_tokens"],
-              "max_samples": SIZE_BOUNDS["num_rollouts"], "max_top_k": SIZE_BOUNDS["top_k"], "max_logprobs": 256,
+              "max_samples": SIZE_BOUNDS["best_of"], "max_top_k": SIZE_BOUNDS["top_k"], "max_logprobs": 256,
               "queue_size": 10_000, "max_body_bytes": 64 * 2**20}
 
 
