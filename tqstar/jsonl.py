@@ -33,10 +33,16 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
-def append_jsonl(path: Path, records: Iterable[dict]) -> None:
-    """Append records and sync them: a kill leaves at most one torn tail, and a failed append (disk full,
-    an I/O error) is cut off again before the error is raised, so it leaves nothing behind."""
-    data = memoryview("".join(dumps(r) + "\n" for r in records).encode("utf-8"))
+def encode_lines(records: Iterable[dict]) -> bytes:
+    """Records as the JSON Lines bytes ``append_jsonl`` writes."""
+    return "".join(dumps(r) + "\n" for r in records).encode("utf-8")
+
+
+def append_jsonl(path: Path, records: Iterable[dict] | bytes) -> None:
+    """Append records (or their ``encode_lines`` bytes) and sync them: a kill leaves at most one torn tail,
+    and a failed append (disk full, an I/O error) is cut off again before the error is raised, so it leaves
+    nothing behind."""
+    data = memoryview(records if isinstance(records, bytes) else encode_lines(records))
     fd = os.open(path, os.O_WRONLY | os.O_APPEND | os.O_CREAT, 0o644)
     try:
         size = os.fstat(fd).st_size

@@ -18,7 +18,7 @@ import threading
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..jsonl import append_jsonl, dumps, read_jsonl
+from ..jsonl import append_jsonl, encode_lines, read_jsonl
 from ..options import writable_dir
 from .protocol import AUDIT_FILE
 
@@ -38,12 +38,12 @@ class AuditLog:
 
     def append(self, record: dict) -> None:
         """Write ``record`` and sync it; returns once it is on disk."""
-        size = len(dumps(record).encode("utf-8")) + 1
+        line = encode_lines([record])
         with self._lock:
             now = self.path.stat().st_size if self.path.is_file() else 0
-            if now and now + size > self.max_bytes:
+            if now and now + len(line) > self.max_bytes:
                 self._rotate()
-            append_jsonl(self.path, [record])
+            append_jsonl(self.path, line)
 
     def files(self) -> list[Path]:
         """Every file of the log, oldest first."""

@@ -12,9 +12,8 @@ import hmac
 
 from fastapi.responses import JSONResponse
 
+from .config import LOOPBACK
 from .protocol import ApiError
-
-LOOPBACK_HOSTS = frozenset({"localhost", "127.0.0.1", "::1"})
 
 
 def error_response(exc: ApiError) -> JSONResponse:
@@ -46,7 +45,7 @@ class RequireLocalHost:
     """Refuse a request whose Host header is neither a loopback name nor one of ``allowed``."""
 
     def __init__(self, app, allowed: list[str]):
-        self.app, self.allowed = app, LOOPBACK_HOSTS | {name.lower() for name in allowed}
+        self.app, self.allowed = app, frozenset(LOOPBACK) | {name.lower() for name in allowed}
 
     async def __call__(self, scope, receive, send):
         if scope["type"] == "http":
