@@ -29,6 +29,24 @@ def test_next_token_logprobs_match_full_forward_across_padding_and_extension(tin
     assert subset[0] == pytest.approx(full_logprobs(tiny, a + [42, 9])[-1], abs=1e-4)
 
 
+def test_prefixes_grown_by_several_tokens_reuse_the_cache_and_equal_a_fresh_encode(tiny):
+    """A block commit grows each prefix by m ≥ 0 tokens, m per row: only those tokens run, and the rows a
+    longer batch-mate left with masked gaps extend correctly again."""
+    a, b = tiny.encode_prompt("How do I boil an egg?"), tiny.encode_prompt("Hi")
+    tiny.next_token_logprobs([a, b])
+    steps = [([a + [42, 9, 17], b + [7], a], 3 + 1 + 0),  # a is asked twice: once grown, once as it was
+             ([a + [42, 9, 17, 5], b + [7, 8, 9, 10], a + [3, 4]], 1 + 3 + 2)]
+    for grown, new_tokens in steps:
+        before = tiny.forward_tokens
+        out = tiny.next_token_logprobs(grown)
+        assert tiny.forward_tokens - before == new_tokens
+        for row, ids in zip(out, grown):
+            assert row == pytest.approx(full_logprobs(tiny, ids)[-1], abs=1e-4)
+    scores = tiny.continuation_logprobs([grown[1]], [[[11, 12]]])[0][0]  # later calls read the gapped cache
+    lp = full_logprobs(tiny, grown[1] + [11, 12])
+    assert scores == pytest.approx(float(lp[len(grown[1]) - 1, 11] + lp[len(grown[1]), 12]), abs=1e-3)
+
+
 def test_greedy_rollouts_equal_generate_and_report_their_logprob(tiny):
     prefix = tiny.encode_prompt("Name a colour.")
     branches = tiny.next_token_logprobs([prefix])[0].topk(3).indices.tolist()
