@@ -61,6 +61,20 @@ def test_greedy_rollouts_equal_generate_and_report_their_logprob(tiny):
         assert rollout.logprob == pytest.approx(exact, abs=1e-3)
 
 
+def test_rows_that_finish_early_leave_the_batch_without_changing_the_others(tiny):
+    """Rows that stop (here: at their own, shorter limit) are dropped from the rollout batch; every row's
+    greedy rollout and log-prob still equal that prefix decoded alone."""
+    prefixes = [tiny.encode_prompt(p) for p in ("Name a colour.", "Hi", "Count to three.", "Say yes.")]
+    limits = [1, 1, 1, 7]  # three quarters of the rows finish after one token, one goes on
+    branches = [tiny.next_token_logprobs([p])[0].topk(2).indices.tolist() for p in prefixes]
+    together = tiny.sample_continuations(prefixes, branches, 1, limits, 0.0)
+    for prefix, row_branches, limit, row in zip(prefixes, branches, limits, together):
+        alone = tiny.sample_continuations([prefix], [row_branches], 1, limit, 0.0)[0]
+        for mine, reference in zip(row, alone):
+            assert mine[0].tokens == reference[0].tokens and len(mine[0].tokens) <= limit + 1
+            assert mine[0].logprob == pytest.approx(reference[0].logprob, abs=1e-3)
+
+
 def test_sampled_rollouts_have_requested_shape_and_seeded_repeatability(tiny):
     prefixes = [tiny.encode_prompt("Tell me a joke."), tiny.encode_prompt("Count to three.")]
     draw = lambda: tiny.sample_continuations(prefixes, [[5, 6], [7, 8]], 3, 4, 1.0, torch.Generator().manual_seed(3))

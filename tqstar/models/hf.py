@@ -12,6 +12,7 @@ Speed comes from two things behind the ``LanguageModel`` calls:
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Sequence
 
 import torch
@@ -158,9 +159,6 @@ class HFLanguageModel(ChatTokenizer):
         fan_out = width * num_samples
         index = torch.tensor(rows, device=self.device).repeat_interleave(fan_out)  # (R,)
         limit = torch.tensor(limits, device=self.device).repeat_interleave(fan_out)  # (R,) tokens after the branch
-        cache = _select_rows(state.cache, index)
-        mask = state.attention_mask[index]
-        position = state.next_position[index].clone()
         logprobs_next = torch.log_softmax(state.last_logits[index], dim=-1)  # (R, V)
         if branches is None:
             token = _sample(logprobs_next, temperature, generator)
@@ -169,26 +167,31 @@ class HFLanguageModel(ChatTokenizer):
             token = torch.tensor(branches, device=self.device).repeat_interleave(num_samples, dim=1).reshape(-1)
             sampled = logprobs_next.gather(1, token[:, None]).squeeze(1)  # forced: counts as under ρ
         total = logprobs_next.gather(1, token[:, None]).squeeze(1)  # log ρ, temperature 1
-        generated, length = [token], torch.ones_like(token)
+        R, steps = len(token), max(limits, default=0)
+        generated = torch.full((R, steps + 1), self.pad_token_id, dtype=torch.long, device=self.device)
+        generated[:, 0], length = token, torch.ones_like(token)
         eos = torch.tensor(sorted(self.eos_token_ids), device=self.device)
-        finished = torch.isin(token, eos) | (limit <= 0)
-        for step in range(max(limits, default=0)):
-            if bool(finished.all()):
+        batch = _RolloutBatch(_select_rows(state.cache, index), state.attention_mask[index],
+                              state.next_position[index].clone(), limit, token, torch.isin(token, eos) | (limit <= 0))
+        for step in range(steps):
+            batch.compact(steps - step)
+            if batch.rows.numel() == 0:
                 break
-            mask = torch.cat([mask, torch.ones_like(mask[:, :1])], dim=1)
-            out = self.model(input_ids=token[:, None], attention_mask=mask, position_ids=position[:, None],
-                             cache=cache, use_cache=True)
-            self.forward_tokens += int((~finished).sum())
-            cache, position = out.cache, position + 1
+            out = self.model(input_ids=batch.token[:, None], attention_mask=batch.grow_mask(),
+                             position_ids=batch.position[:, None], cache=batch.cache, use_cache=True)
+            self.forward_tokens += int((~batch.finished).sum())
+            batch.cache, batch.position = out.cache, batch.position + 1
             step_logprobs = torch.log_softmax(out.logits[:, -1].float(), dim=-1)
-            token = _sample(step_logprobs, temperature, generator)
-            token = torch.where(finished, torch.full_like(token, self.pad_token_id), token)
-            total += torch.where(finished, 0.0, step_logprobs.gather(1, token[:, None]).squeeze(1))
-            sampled += torch.where(finished, 0.0, _sampled_logprob(step_logprobs, token, temperature))
-            length += (~finished).long()
-            generated.append(token)
-            finished |= torch.isin(token, eos) | (limit <= step + 1)
-        return _unflatten(torch.stack(generated, 1), length, total, sampled if temperature != 1 else None,
+            live = ~batch.finished
+            token = torch.where(live, _sample(step_logprobs, temperature, generator), self.pad_token_id)
+            at = batch.rows  # the original row of each row still in the batch
+            total[at] += torch.where(live, step_logprobs.gather(1, token[:, None]).squeeze(1), 0.0)
+            sampled[at] += torch.where(live, _sampled_logprob(step_logprobs, token, temperature), 0.0)
+            length[at] += live.long()
+            generated[at, step + 1] = token
+            batch.token = token
+            batch.finished |= torch.isin(token, eos) | (batch.limit <= step + 1)
+        return _unflatten(generated, length, total, sampled if temperature != 1 else None,
                           len(rows), width, num_samples)
 
     def _score_rows(self, state: PrefixState, index: torch.Tensor, rows: list[list[int]]) -> list[float]:
@@ -209,6 +212,43 @@ class HFLanguageModel(ChatTokenizer):
         logits = torch.cat([state.last_logits[index][:, None], out.logits[:, :-1].float()], dim=1)
         token_lp = torch.log_softmax(logits, dim=-1).gather(2, ids[:, :, None]).squeeze(2)
         return (token_lp * valid).sum(1).tolist()
+
+
+@dataclass
+class _RolloutBatch:
+    """The rows of a rollout still being decoded: their KV cache, mask, positions and limits.
+
+    Finished rows (EOS, or their limit reached) would cost a full row of compute in every later forward
+    pass, so once enough of them accumulate they are dropped from the batch (``compact``); ``rows``
+    maps each remaining row back to its place in the chunk."""
+
+    cache: object
+    attention_mask: torch.Tensor  # (R', L)
+    position: torch.Tensor  # (R',)
+    limit: torch.Tensor  # (R',) tokens each row may generate after its branch token
+    token: torch.Tensor  # (R',) the last token of each row
+    finished: torch.Tensor  # (R',) bool
+
+    def __post_init__(self):
+        self.rows = torch.arange(len(self.limit), device=self.limit.device)  # (R',) index into the chunk
+
+    def grow_mask(self) -> torch.Tensor:
+        self.attention_mask = torch.cat([self.attention_mask, torch.ones_like(self.attention_mask[:, :1])], dim=1)
+        return self.attention_mask
+
+    def compact(self, steps_left: int) -> None:
+        """Drop finished rows when they are at least a quarter of the batch and more than one decode step
+        remains: copying the cache once costs less than carrying the dead rows through every later step."""
+        done = int(self.finished.sum())
+        if done == len(self.finished):
+            self.rows = self.rows[:0]
+            return
+        if done * 4 < len(self.finished) or steps_left < 2:
+            return
+        keep = (~self.finished).nonzero().squeeze(1)
+        self.cache = _select_rows(self.cache, keep)
+        for name in ("attention_mask", "position", "limit", "token", "finished", "rows"):
+            setattr(self, name, getattr(self, name)[keep])
 
 
 def _select_rows(cache, index: torch.Tensor):
