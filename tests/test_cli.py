@@ -44,6 +44,18 @@ def test_generate_json_and_trace_file(tiny_flags, tmp_path):
     assert {r["prompt_index"] for r in records} == {0, 1} and all("probabilities" in r for r in records)
 
 
+def test_generate_decodes_blockwise_with_block_size(tiny_flags, tmp_path):
+    trace = tmp_path / "trace.jsonl"
+    out = run("generate", "Hi", "--block-size", "4", "--max-new-tokens", "6", "--top-k", "2", "--horizon", "5",
+              "--json", "--trace", str(trace), *tiny_flags)
+    assert out.returncode == 0, out.stderr
+    assert json.loads(out.stdout)["method"] == "tq-direct"
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    lengths = [len(step["chosen_block"]) for step in steps]  # one trace record per committed block
+    assert [step["position"] for step in steps] == [sum(lengths[:i]) for i in range(len(steps))]
+    assert sum(lengths) <= 6 and all(1 <= len(block) <= 4 for step in steps for block in step["blocks"])
+
+
 def test_compare_prints_each_method(tiny_flags):
     out = run("generate", "Hi", "--compare", "--max-new-tokens", "2", "--top-k", "2", "--horizon", "2", *tiny_flags)
     assert out.returncode == 0, out.stderr
@@ -56,6 +68,7 @@ def test_compare_prints_each_method(tiny_flags):
     (["generate", "Hi", "--top-k", "0"], "top_k must be ≥ 1"),
     (["generate", "Hi", "--alpha", "-1"], "alpha must be ≥ 0"),
     (["generate", "Hi", "--num-rollouts", "0"], "num_rollouts must be ≥ 1"),
+    (["generate", "Hi", "--block-size", "0"], "block_size must be ≥ 1"),
     (["generate", "Hi", "--reward", "vibes"], "Unknown reward 'vibes'"),
     (["generate", "Hi", "--reference", "./missing-model"], "does not exist"),
     (["generate", "Hi", "--method", "tq-indirect"], "--baseline-reward"),

@@ -30,6 +30,12 @@ from tqstar.errors import ConfigError
     ({"num_rollouts": 4, "rollout_temperature": 0.0}, "repeats one rollout"),
     ({"top_k": "ten"}, "top_k must be a number"),
     ({"compat": True, "method": "args"}, "compat reproduces"),
+    ({"block_size": 0}, r"block_size must be ≥ 1, got 0\. Set block_size to 1 or more"),
+    ({"block_size": 10**6}, r"block_size must be ≤ 64 \(a longer block is most of a response; compare whole "
+                            r"responses with best-of-n\), got 1000000\. Set block_size to 64 or less"),
+    ({"block_size": 2.5}, r"block_size must be a whole number, got 2\.5\. Pass e\.g\. 2"),
+    ({"block_size": "four"}, "block_size must be a number, got 'four'"),
+    ({"compat": True, "block_size": 4}, r"block_size=4 \(compat: 1\)"),
 ])
 def test_out_of_range_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -72,7 +78,7 @@ def test_weighted_estimators_refuse_rollouts_that_cannot_transfer(method, option
 
 
 FLOATS = ["alpha", "rollout_temperature", "selection_temperature", "beta"]
-INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed"]
+INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed", "block_size"]
 
 
 @pytest.mark.parametrize("name", FLOATS + INTS)

@@ -43,8 +43,19 @@ def test_methods_parse_options_labels_and_sweeps():
     assert specs["tq-ind"].sweep == {"of": "tq-ind", "option": "alpha", "value": 10.0}  # the default α
 
 
+def test_a_method_string_sets_the_block_size_and_a_blockwise_run_names_its_kl_estimator(tiny_model_dir, tmp_path):
+    spec, = method_specs(EvalConfig(output="x", methods=["tq-direct:block_size=4"]))
+    assert (spec.label, spec.decode.block_size) == ("tq-direct[block_size=4]", 4)
+    run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["tq-direct:top_k=2,horizon=2,block_size=2"]),
+             progress=False)
+    record, = read_records(tmp_path)
+    assert record["kl_estimator"] == "blockwise-exact" and record["kl"] >= 0
+    assert all(len(step["chosen_block"]) <= 2 for step in read_traces(tmp_path))
+
+
 @pytest.mark.parametrize("options, message", [
     ({"methods": ["nope"]}, "Unknown method|method must be one of"),
+    ({"methods": ["tq-direct:block_size=0"]}, "block_size must be ≥ 1"),
     ({"methods": ["tq-direct:top_kk=3"]}, "unknown option.*top_kk"),
     ({"methods": ["tq-direct:reward=sentiment"]}, "one per run.*--reward"),
     ({"methods": ["greedy", "greedy"]}, "appear twice"),

@@ -146,6 +146,17 @@ def test_options_come_from_the_model_name_then_from_extra_fields(client):
     assert all(len(step["candidates"]) == 2 for step in overridden.model_extra["tqstar"]["trace"])
 
 
+def test_a_request_decodes_blockwise_and_streams_every_token_of_each_block(client, roles):
+    expected = in_process(roles, block_size=3, max_new_tokens=6)
+    answer = chat(client, model="tqstar/tq-direct?block_size=3", max_tokens=6, extra_body={"trace": True})
+    assert answer.choices[0].message.content == expected.text
+    trace = answer.model_extra["tqstar"]["trace"]
+    assert [t for step in trace for t in step["chosen_block"]] == expected.token_ids
+    assert all(len(block) <= 3 for step in trace for block in step["blocks"])
+    chunks = list(chat(client, max_tokens=6, stream=True, extra_body={"block_size": 3}))
+    assert "".join(c.choices[0].delta.content or "" for c in chunks if c.choices) == expected.text
+
+
 def test_completions_decode_a_prompt_plain_and_streamed(client, roles):
     expected = in_process(roles, max_new_tokens=3)
     answer = client.completions.create(model="tqstar/tq-direct", prompt=PROMPT, max_tokens=3)

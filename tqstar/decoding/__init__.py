@@ -1,6 +1,6 @@
 """tqstar.decoding: the decoder role — its contract, the method table, the value estimators, the decoding
-options, the decoders, the loaded roles and ``build_decoder``. Names load on first use, so importing the
-package stays cheap."""
+options, the decoders (token by token, or blockwise), the loaded roles and ``build_decoder``. Names load on
+first use, so importing the package stays cheap."""
 
 from ..lazy import lazy_getattr
 
@@ -14,6 +14,7 @@ _EXPORTS = {
                      "split_options"], "config"),
     **dict.fromkeys(["DecodingSettings", "StepDistribution", "ValueGuidedDecoder", "SamplingDecoder",
                      "write_trace"], "decoder"),
+    **dict.fromkeys(["BlockwiseDecoder", "BlockDistribution"], "blocks"),
     **dict.fromkeys(["Roles", "baseline_spec_for", "IMPLICIT"], "roles"),
     **dict.fromkeys(["build_decoder", "generate"], "build"),
 }

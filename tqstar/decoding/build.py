@@ -9,6 +9,7 @@ from typing import Sequence
 import torch
 
 from ..errors import ConfigError
+from .blocks import BlockwiseDecoder, after_block
 from .config import AUTHORS_BETA, DecodeConfig, RolesConfig, split_options
 from .decoder import DecodingSettings, SamplingDecoder, ValueGuidedDecoder
 from .methods import Method, Need, method_of
@@ -37,9 +38,14 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False) ->
     settings = DecodingSettings(top_k=config.top_k, alpha=alpha, selection=config.selection,
                                 selection_temperature=config.selection_temperature,
                                 max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
-    return ValueGuidedDecoder(proposal=proposal, prior=roles.model(prior_role),
-                              estimator=method.estimator(config, roles, proposal, generator), settings=settings,
-                              method=method.name, reward=roles.reward, generator=generator, progress=progress)
+    options = dict(proposal=proposal, prior=roles.model(prior_role), settings=settings, method=method.name,
+                   reward=roles.reward, generator=generator, progress=progress)
+    if config.block_size == 1:
+        return ValueGuidedDecoder(estimator=method.estimator(config, roles, proposal, generator), **options)
+    # rollouts after a block of B tokens run H − B + 1 tokens: the token decoder's look-ahead from s_t
+    config = replace(config, horizon=after_block(config.horizon, config.block_size))
+    estimator = method.estimator(config, roles, proposal, generator)
+    return BlockwiseDecoder(block_size=config.block_size, estimator=estimator, **options)
 
 
 def _beta(config: DecodeConfig, roles: Roles, method: Method) -> float:

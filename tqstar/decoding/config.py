@@ -29,6 +29,7 @@ AUTHORS_SETTINGS = {
     "proposal": "baseline",
     "prior": "baseline",
     "fixed_horizon": True,
+    "block_size": 1,  # token by token
 }
 AUTHORS_BETA = 2.0
 
@@ -43,6 +44,8 @@ SIZE_WHY = "memory grows with it"
 #: β below this makes soft transfer's α = 1/β, and the weights exp(Δr/β), overflow to inf; α above its
 #: bound overflows α·Q̂ likewise. Both are far outside any useful setting (the paper: α = 1, β ≈ 0.1).
 MIN_BETA, MAX_ALPHA = 1e-3, 1e4
+#: A block of more tokens is most of a response: choosing among whole responses is what best-of-n does.
+MAX_BLOCK_SIZE = 64
 
 
 @dataclass
@@ -57,12 +60,18 @@ class DecodeConfig:
     num_rollouts: int | None = option(None, "N: rollouts per candidate token used to estimate Q̂. Unset: 4 for "
                                              "tq-indirect and soft (they need N ≥ 2), else 1.")
     horizon: int | None = option(8, "H: tokens per rollout after the candidate; 'eos' runs to EOS (paper: 20). "
-                                    "Rollouts also stop at the response budget unless --fixed-horizon.")
+                                    "Rollouts also stop at the response budget unless --fixed-horizon. With "
+                                    "--block-size B, rollouts after a block run H − B + 1 tokens (the same "
+                                    "look-ahead from the step's state).")
     fixed_horizon: bool = option(False, "Roll out the full H even past max_new_tokens (the paper's fixed horizon); "
                                         "by default rollouts stop where the response must end.")
     rollout_temperature: float | None = option(None, "Temperature of the rollouts; 0 is greedy (one rollout "
                                                      "suffices). Unset: 1 for tq-indirect and soft (their weights "
                                                      "need sampled rollouts), else 0.")
+    block_size: int = option(1, "B: tokens committed per step (blockwise mode, after Mudgal et al. 2024). Each of "
+                                "the k candidates is the proposal's top-k token continued greedily to B tokens; "
+                                "Q̂ values the whole block, π_alg picks one and commits it. 1 is the token-level "
+                                "decoder; larger B costs ~B× fewer steps of rollouts. Value-guided methods only.")
     selection: str = option(SELECT_GREEDY, "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
@@ -94,6 +103,8 @@ class DecodeConfig:
         check_choice("proposal", self.proposal, MODEL_ROLES)
         check_choice("prior", self.prior, MODEL_ROLES)
         self._check_sizes()
+        between("block_size", self.block_size, 1, MAX_BLOCK_SIZE,
+                "a longer block is most of a response; compare whole responses with best-of-n")
         between("alpha", self.alpha, 0, MAX_ALPHA, "α·Q̂ overflows beyond it")
         if self.rollout_temperature is not None:
             temperature("rollout_temperature", self.rollout_temperature)

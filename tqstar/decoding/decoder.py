@@ -103,12 +103,10 @@ class ValueGuidedDecoder:
         for _ in _steps(max(budgets), self.progress, len(prompts)):
             if not active:
                 break
-            chosen = self._step([prompts[b] for b in active], [prior_prompts[b] for b in active],
-                                [proposal_prompts[b] for b in active], [responses[b] for b in active],
-                                [traces[b] for b in active], [budgets[b] for b in active])
-            for b, token in zip(active, chosen):
-                responses[b].append(token)
-            stopped = {b for b, token in zip(active, chosen) if on_token is not None and on_token(offset + b, token)}
+            blocks = self._next_blocks([prompts[b] for b in active], [prior_prompts[b] for b in active],
+                                       [proposal_prompts[b] for b in active], [responses[b] for b in active],
+                                       [traces[b] for b in active], [budgets[b] for b in active])
+            stopped = _commit(responses, active, blocks, on_token, offset)
             active = [b for b in active if b not in stopped
                       and responses[b][-1] not in self.proposal.eos_token_ids and len(responses[b]) < budgets[b]]
         texts = [self.proposal.decode(r) for r in responses]
@@ -144,6 +142,11 @@ class ValueGuidedDecoder:
         logits = prior + self.settings.alpha * values  # log π_alg up to a constant
         _require_usable(logits, self.settings.alpha)
         return StepDistribution(candidates, prior, values, logits, estimate)
+
+    def _next_blocks(self, *state) -> list[list[int]]:
+        """The tokens each active state commits this step: ``_step``'s one token. The hook that
+        ``BlockwiseDecoder`` (tqstar.decoding.blocks) overrides to commit blocks of B tokens."""
+        return [[token] for token in self._step(*state)]
 
     def _step(self, prompts, prior_prompts, proposal_prompts, responses, traces, budgets) -> list[int]:
         """One token for each active state: candidates, values, π_alg, choice, trace."""
@@ -243,13 +246,26 @@ class SamplingDecoder:
 
 
 def write_trace(results: Sequence[GenerationResult], path, num_prompts: int | None = None) -> None:
-    """Write every result's trace as JSON Lines, one record per generated token. ``num_prompts``: results
-    are several methods' answers to the same prompts, method after method, and ``prompt_index`` names the
-    prompt (so a viewer puts one prompt's answers side by side); None: each result is its own prompt."""
+    """Write every result's trace as JSON Lines, one record per step (a token, or a block). ``num_prompts``:
+    results are several methods' answers to the same prompts, method after method, and ``prompt_index`` names
+    the prompt (so a viewer puts one prompt's answers side by side); None: each result is its own prompt."""
     with open(path, "w", encoding="utf-8") as out:
         for index, result in enumerate(results):
             for record in result.trace_records(index % num_prompts if num_prompts else index):
                 out.write(dumps({"method": result.method, **record}) + "\n")
+
+
+def _commit(responses, active, blocks, on_token: OnToken | None, offset: int) -> set[int]:
+    """Append each active state's tokens, in order, through ``on_token``; the states it ended (a block is
+    cut at the token that ended it)."""
+    stopped = set()
+    for b, block in zip(active, blocks):
+        for token in block:
+            responses[b].append(token)
+            if on_token is not None and on_token(offset + b, token):
+                stopped.add(b)
+                break
+    return stopped
 
 
 def _require_usable(logits: torch.Tensor, alpha: float) -> None:

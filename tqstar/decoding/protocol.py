@@ -1,5 +1,5 @@
 """The decoder role's contract, at the bottom of the decoding wing: the one ``Decoder`` protocol, what a
-decoder returns (``GenerationResult`` with its per-token ``StepTrace``), and the question a value
+decoder returns (``GenerationResult`` with its per-step ``StepTrace``), and the question a value
 estimator answers (``ValueQuery`` → ``ValueEstimate``)."""
 
 from __future__ import annotations
@@ -21,7 +21,9 @@ OnToken = Callable[[int, int], bool]
 
 @dataclass
 class StepTrace:
-    """The evidence for one generated token: what was considered, how it was valued, what was chosen."""
+    """The evidence for one step: what was considered, how it was valued, what was chosen. A step emits one
+    token; in blockwise mode (``block_size`` > 1) a block, and then ``candidates`` and ``chosen`` are the
+    blocks' first tokens, the texts and log-probs are the whole blocks', and ``blocks`` holds their tokens."""
 
     position: int
     candidates: list[int]
@@ -34,6 +36,8 @@ class StepTrace:
     weights: list[list[float]] | None = None  # normalised importance weights per candidate and rollout
     ess: list[float] | None = None  # effective sample size per candidate
     raw_weights: list[list[float]] | None = None  # --compat's unnormalised exp((r − r_BL)/β)
+    blocks: list[list[int]] | None = None  # blockwise: each candidate block's token ids
+    chosen_block: list[int] | None = None  # blockwise: the tokens committed (cut short if streaming ended there)
 
 
 @dataclass
@@ -50,7 +54,7 @@ class GenerationResult:
     trace: list[StepTrace] = field(default_factory=list)
 
     def trace_records(self, prompt_index: int = 0) -> list[dict]:
-        """The trace as JSON-ready dicts, one per generated token."""
+        """The trace as JSON-ready dicts, one per step (a token, or a block)."""
         return [{"prompt_index": prompt_index, **asdict(step)} for step in self.trace]
 
 

@@ -34,6 +34,7 @@ def diversity(text: str) -> float:
 KL_STEPWISE = "stepwise-exact"  # Σ_t KL(π_t ‖ ρ_ref,t) over the states the response visits
 KL_PATH = "path-log-ratio"  # log π(y) − log ρ_ref(y): one-sample Monte Carlo, where vocabularies differ
 KL_BEST_OF_N = "best-of-n-bound"  # log N − (N − 1)/N, the analytic bound
+KL_BLOCKWISE = "blockwise-exact"  # Σ_blocks KL(π_alg ‖ ρ_ref) over the blocks a --block-size B decoder chose
 
 
 def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:
@@ -43,6 +44,9 @@ def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[li
     value-guided methods, the decoded model at the sampling temperature for greedy (T = 1: its argmax is
     emitted) and sample. Wherever ``π_t`` and ``ρ_ref,t`` share a vocabulary the sum over the visited
     states is exact; Best-of-N gets its analytic bound; a model with another vocabulary the path log-ratio.
+    A blockwise decoder (``block_size`` > 1) chooses blocks, not tokens: its sum runs over the visited block
+    states, π_alg over the k candidate blocks against ρ_ref's probability of each whole block (by the chain
+    rule its expectation is the same response-level KL), named ``blockwise-exact``.
     """
     method = method_of(decode.method)
     if method.kl is KL.BEST_OF_N:
@@ -59,6 +63,9 @@ def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[li
     proposal = roles.model(proposal_role)
     if proposal.vocabulary != reference.vocabulary:
         return [path_log_prob(r) - _text_logprob(reference, r, proposal) for r in results], KL_PATH
+    if decode.block_size > 1:  # π_alg over whole blocks, against ρ_ref's probability of each block
+        kls = [trace_kl(r) for r in results] if prior_role == "reference" else _block_kls_against(reference, results)
+        return kls, KL_BLOCKWISE
     if prior_role == "reference":
         return [trace_kl(r) for r in results], KL_STEPWISE  # the trace's prior log-probs are ρ_ref's
     return _trace_kls_against(reference, results), KL_STEPWISE
@@ -81,6 +88,19 @@ def _trace_kls_against(reference, results) -> list[float]:
         for a, b in enumerate(rows):
             step = results[b].trace[t]
             totals[b] += _candidates_kl(step.probabilities, logprobs[a, step.candidates].tolist())
+    return totals
+
+
+def _block_kls_against(reference, results) -> list[float]:
+    """``Σ_b KL(π_b ‖ ρ_ref)`` over each response's blocks, with ρ_ref's log-probs of each candidate block."""
+    prompts = [reference.encode_prompt(r.prompt) for r in results]
+    totals = [0.0] * len(results)
+    for t in range(max((len(r.trace) for r in results), default=0)):
+        rows = [b for b, r in enumerate(results) if len(r.trace) > t]
+        steps = [results[b].trace[t] for b in rows]
+        states = [prompts[b] + list(results[b].token_ids[:step.position]) for b, step in zip(rows, steps)]
+        for b, step, logprobs in zip(rows, steps, reference.continuation_logprobs(states, [s.blocks for s in steps])):
+            totals[b] += _candidates_kl(step.probabilities, logprobs)
     return totals
 
 

@@ -7,7 +7,7 @@ from pathlib import Path
 
 from .metrics import KL_STEPWISE
 
-COMPUTE_OPTIONS = ("best_of", "top_k", "horizon", "num_rollouts")
+COMPUTE_OPTIONS = ("best_of", "top_k", "horizon", "num_rollouts", "block_size")
 
 
 def write_plots(run_dir: Path, records: list[dict], summary: dict) -> dict[str, str]:

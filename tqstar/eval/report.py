@@ -72,7 +72,9 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
     lines += ["", "KL: Σ_t KL(π_t ‖ ρ_ref,t) of the distribution π_t each method chooses token t from, over the "
               "states its response visits (stepwise-exact); Best-of-N: the analytic bound log N − (N−1)/N "
               "(best-of-n-bound); a model with another vocabulary than the reference: the one-sample "
-              "log-ratio log π(y) − log ρ_ref(y) (path-log-ratio). Definitions: docs/algorithm.md. "
+              "log-ratio log π(y) − log ρ_ref(y) (path-log-ratio); a --block-size B decoder: the same sum over the "
+              "blocks it chose, π_alg over the candidate blocks against ρ_ref of each whole block (blockwise-exact). "
+              "Definitions: docs/algorithm.md. "
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
               "all-MiniLM-L6-v2 embeddings.", ""]
     lines += _duel_table(summary["duels"], order)

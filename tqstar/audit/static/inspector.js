@@ -2,7 +2,8 @@
  *
  * An answer is {method, steps, text, prompt, reward, seconds, forward_tokens, id, time}; a step is one
  * StepTrace record: candidates, candidate_texts, prior_logprobs (log π_prior), values (Q̂), probabilities
- * (π_alg), chosen, chosen_text and, for the weighted estimators, weights (k × N) and ess (k).
+ * (π_alg), chosen, chosen_text and, for the weighted estimators, weights (k × N) and ess (k). A blockwise
+ * decoder's step is a block: its texts are whole blocks, and steps count blocks, not token positions.
  * Every piece of text goes into the page through textContent, never as markup.
  */
 "use strict";
@@ -122,12 +123,12 @@
   function renderStep(container, answer, t) {
     const step = answer.steps[t], j = chosenIndex(step), f = favourite(step);
     const weighted = Array.isArray(step.ess) && step.ess.length > 0;
-    const heading = el("h3", {text: `Step ${step.position + 1} of ${answer.steps.length}: chose ${shown(step.chosen_text)}`});
+    const heading = el("h3", {text: `Step ${t + 1} of ${answer.steps.length}: chose ${shown(step.chosen_text)}`});
     const summary = el("p", {class: "tq-step-summary", text: j === f
       ? "The prior's favourite was chosen."
       : `The prior preferred ${shown(step.candidate_texts[f])}; the value moved the choice ${num(shift(step), 2)} nats away from it.`});
     const head = ["", "candidate", "prior p", "Q̂", "π_alg"].concat(weighted ? ["ESS", "weights"] : []);
-    const table = el("table", {class: "tq-step", "aria-label": `candidates of step ${step.position + 1}`}, [
+    const table = el("table", {class: "tq-step", "aria-label": `candidates of step ${t + 1}`}, [
       el("thead", {}, [el("tr", {}, head.map(h => el("th", {scope: "col", text: h})))])]);
     const body = el("tbody");
     step.candidates.forEach((id, i) => {
