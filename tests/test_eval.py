@@ -133,6 +133,18 @@ def test_resuming_with_other_options_is_refused(tiny_model_dir, tmp_path):
                  progress=False)
 
 
+def test_a_run_started_before_a_decode_option_existed_still_resumes(tiny_model_dir, tmp_path):
+    config = tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["greedy"])
+    run_eval(config, progress=False)
+    path = tmp_path / "config.json"
+    started = json.loads(path.read_text())
+    for method in started["methods"].values():
+        del method["decode"]["block_size"]  # as written before block_size existed: its default is what ran
+    path.write_text(json.dumps(started))
+    run_eval(config, progress=False)
+    assert len(read_records(tmp_path)) == 1
+
+
 def test_kill_9_then_rerun_loses_and_duplicates_nothing(tiny_model_dir, tmp_path):
     args = [sys.executable, "-m", "tqstar.cli", "eval", "--reference", str(tiny_model_dir), "--reward", "sentiment",
             "--limit", "6", "--batch-size", "1", "--max-new-tokens", "4", "--methods", "greedy",

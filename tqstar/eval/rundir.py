@@ -8,9 +8,10 @@ import json
 import math
 from pathlib import Path
 
+from ..decoding.config import DecodeConfig
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, rewrite_jsonl, write_json
-from ..options import writable_dir
+from ..options import defaults, writable_dir
 from .config import EvalConfig, MethodSpec
 
 
@@ -75,13 +76,22 @@ def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
     identity = {**config.run_identity, "methods": {s.label: s.as_record() for s in specs}}
     identity = json.loads(json.dumps(identity))  # tuples and lists compare alike once serialised
     if path.is_file():
-        started = json.loads(path.read_text())
+        started = _with_new_defaults(json.loads(path.read_text()))
         if started != identity:
             changed = sorted(k for k in set(started) | set(identity) if started.get(k) != identity.get(k))
             raise ConfigError(f"{out} holds a run started with other options ({', '.join(changed)}). Repeat the "
                               "original command to resume it, or pass a new --output.")
         return
     write_json(path, identity)
+
+
+def _with_new_defaults(started: dict) -> dict:
+    """A run's config.json with the decode options added since it started (e.g. block_size) at their
+    defaults: those reproduce what it ran, so such a run still resumes."""
+    for method in (started.get("methods") or {}).values():
+        if isinstance(method, dict) and isinstance(method.get("decode"), dict):
+            method["decode"] = {**defaults(DecodeConfig), **method["decode"]}
+    return started
 
 
 def keep_complete_chunks(run_dir: Path, chunks: dict[tuple[str, int], list[int]]) -> set[tuple[str, int]]:
