@@ -1,14 +1,17 @@
 """Prompt loading: the shipped tqstar splits, local files, and the Hugging Face dataset adapters."""
 
+import importlib.util
 import json
+import re
 import sys
 import types
 from collections import Counter
+from pathlib import Path
 
 import pytest
 
 from tqstar.errors import ConfigError
-from tqstar.prompts import DATA_DIR, SPLITS, hh_to_messages, load_prompts
+from tqstar.prompts import DATA_DIR, POOL, SPLITS, hh_to_messages, load_prompts
 
 CATEGORIES = {"advice", "howto", "explanation", "writing", "coding", "sensitive"}
 
@@ -48,6 +51,61 @@ def test_sensitive_share_is_between_10_and_20_percent_in_each_split():
         assert 0.10 <= cats["sensitive"] / sum(cats.values()) <= 0.20
 
 
+SAFETY_LABELS = {"harmful", "distress", "borderline"}
+SCRIPTS = Path(__file__).resolve().parent.parent / "scripts"
+
+
+def _words(text):
+    """A prompt's words, case and punctuation aside."""
+    return frozenset(re.sub(r"[^\w\s]", " ", text.lower()).split())
+
+
+def test_the_pool_holds_over_a_thousand_distinct_labelled_prompts():
+    recs = _records(POOL)
+    assert len(recs) >= 1000
+    assert load_prompts("tqstar", POOL) == [r["prompt"] for r in recs]
+    assert [r["id"] for r in recs] == [f"pool-{i:04d}" for i in range(1, len(recs) + 1)]
+    assert len({" ".join(sorted(_words(r["prompt"]))) for r in recs}) == len(recs)
+    for rec in recs:
+        assert rec["category"] in CATEGORIES and rec["prompt"] == rec["prompt"].strip()
+        assert ("safety" in rec) == (rec["category"] == "sensitive") and rec.get("safety", "harmful") in SAFETY_LABELS
+        assert ("kind" in rec) == (rec.get("safety") == "harmful")
+        assert len(rec["prompt"].split()) <= 40 and rec["prompt"][0].isupper()
+    cats = Counter(r["category"] for r in recs)
+    assert set(cats) == CATEGORIES and min(cats.values()) >= 150
+    assert 0.15 <= cats["sensitive"] / len(recs) <= 0.20
+    labels = Counter(r.get("safety") for r in recs)
+    assert labels["harmful"] >= 100 and labels["distress"] >= 30 and labels["borderline"] >= 30
+    assert len({r["kind"] for r in recs if "kind" in r}) >= 9
+
+
+def _kept_apart():
+    """Prompts the pool must not hold: the shipped splits, scripts/prompts and the reward model's held-out pairs."""
+    texts = [r["prompt"] for split in SPLITS for r in _records(split)]
+    for path in sorted((SCRIPTS / "prompts").glob("*.jsonl")) + sorted((DATA_DIR / "preferences").glob("*.jsonl")):
+        rows = [json.loads(line) for line in path.read_text(encoding="utf-8").splitlines() if line.strip()]
+        texts += [r["prompt"] for r in rows if path.parent.name == "prompts" or r.get("split") == "heldout"]
+    return texts
+
+
+def test_no_pool_prompt_is_equal_or_near_equal_to_a_dev_test_or_held_out_prompt():
+    apart = [_words(text) for text in _kept_apart()]
+    assert len(apart) > 1000
+    for rec in _records(POOL):
+        words = _words(rec["prompt"])
+        near = [other for other in apart if 0.8 * len(other) <= len(words) <= len(other) / 0.8  # Jaccard's bound
+                and len(words & other) / len(words | other) >= 0.8]
+        assert not near, (rec["prompt"], near)
+
+
+def test_the_pool_file_is_what_its_script_writes():
+    spec = importlib.util.spec_from_file_location("make_prompt_pool", SCRIPTS / "make_prompt_pool.py")
+    script = importlib.util.module_from_spec(spec)
+    spec.loader.exec_module(script)
+    records, _ = script.build()
+    assert records == _records(POOL)
+
+
 def test_default_source_is_the_test_split_and_limit_keeps_the_first_n():
     first = [r["prompt"] for r in _records("test")][:5]
     assert load_prompts(limit=5) == first
@@ -55,7 +113,7 @@ def test_default_source_is_the_test_split_and_limit_keeps_the_first_n():
 
 
 def test_unknown_shipped_split_lists_the_valid_ones():
-    with pytest.raises(ConfigError, match=r"'validation'.*\['train', 'dev', 'test'\]"):
+    with pytest.raises(ConfigError, match=r"'validation'.*\['train', 'dev', 'test', 'pool'\]"):
         load_prompts(split="validation")
 
 

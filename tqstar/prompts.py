@@ -12,6 +12,9 @@ from .errors import ConfigError
 
 DATA_DIR = Path(__file__).parent / "data"
 SPLITS = ("train", "dev", "test")
+#: The training pool (scripts/make_prompt_pool.py, docs/baselines.md): 1,352 composed prompts, none near a
+#: dev/test prompt; not an evaluation split, so the eval's safety labels read SPLITS only.
+POOL = "pool"
 FILE_SUFFIXES = (".jsonl", ".json", ".csv")
 # name -> (default field, splits on the Hub, text is in "\n\nHuman: ... \n\nAssistant:" format)
 HF_DATASETS = {
@@ -102,8 +105,8 @@ def _pick_field(rows: list[dict], field: str, where: str, hh: bool = False) -> l
 
 def _load_shipped(split: str) -> list[str]:
     """Prompts of the tqstar set shipped in tqstar/data/prompts_<split>.jsonl."""
-    if split not in SPLITS:
-        raise ConfigError(f"Unknown split {split!r} for the tqstar prompt set; use one of {list(SPLITS)}.")
+    if split not in SPLITS + (POOL,):
+        raise ConfigError(f"Unknown split {split!r} for the tqstar prompt set; use one of {list(SPLITS + (POOL,))}.")
     return _pick_field(_read_records(DATA_DIR / f"prompts_{split}.jsonl"), "prompt", f"tqstar/{split}")
 
 
@@ -148,9 +151,9 @@ def load_prompts(source: str = "tqstar", split: str = "test", field: str | None 
                  limit: int | None = None) -> list[str]:
     """Prompt texts from `source`, first `limit` of them when given.
 
-    source: "tqstar" (the shipped set; split is train/dev/test), a local .jsonl/.json/.csv file
-    (`field`, default "prompt", names the text column; split is ignored), a directory saved with
-    `datasets`, or one of HF_DATASETS (HH-format prompts become their last user turn).
+    source: "tqstar" (the shipped set; split is train/dev/test, or "pool", the training pool), a local
+    .jsonl/.json/.csv file (`field`, default "prompt", names the text column; split is ignored), a directory
+    saved with `datasets`, or one of HF_DATASETS (HH-format prompts become their last user turn).
     """
     if limit is not None and (not isinstance(limit, int) or limit < 1):
         raise ConfigError(f"limit must be a positive integer or None, got {limit!r}.")
