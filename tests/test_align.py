@@ -1,10 +1,12 @@
-"""tqstar align on the tiny random Llama: pairs survive a kill, DPO trains, the adapter loads."""
+"""tqstar align on the tiny random Llama: pairs survive a kill, DPO trains, the adapter loads, rounds of
+on-policy DPO resume where they stopped."""
 
 import json
 
 import pytest
 
-from tqstar.align import AlignConfig, build_pairs, check_same_run, dev_source, run_align
+import tqstar.align.run as align_run
+from tqstar.align import AlignConfig, build_pairs, check_same_run, dev_source, dpo_models, round_prompts, run_align
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward
@@ -70,6 +72,10 @@ def test_dev_reward_is_measured_on_a_dev_split_never_on_the_training_file(tmp_pa
 @pytest.mark.parametrize("options, message", [
     ({"output": ""}, "--output"), ({"output": "x", "samples_per_prompt": 1}, "≥ 2"),
     ({"output": "x", "beta": 0}, "> 0"),
+    ({"output": "x", "rounds": 0}, "rounds must be ≥ 1, got 0"),
+    ({"output": "x", "rounds": 51}, r"rounds must be ≤ 50 \(each round samples and trains again.*Set rounds to 50"),
+    ({"output": "x", "rounds": 2.5}, "rounds"),
+    ({"output": "x", "prompts_per_round": 0}, "prompts_per_round must be ≥ 1"),
 ])
 def test_bad_align_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -87,6 +93,154 @@ def test_align_trains_an_adapter_that_loads_on_its_reference(tiny_model_dir, tmp
     assert metadata["curves"]["loss"] and (out / "loss.png").is_file()
     assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
     assert set(metadata["dev_reward"]) == {"reference", "adapter"}
+    assert "rounds" not in metadata and not (out / "round-1").exists() and not (out / "dev_reward.png").exists()
     assert json.loads((out / "metadata.json").read_text())["pairs"] == metadata["pairs"]
     adapted = load_language_model(str(out.resolve()))
     assert adapted.vocabulary == load_language_model(str(tiny_model_dir)).vocabulary
+
+
+def test_each_round_takes_the_next_slice_of_the_prompts_shuffled_by_the_seed():
+    prompts = [f"prompt {i}" for i in range(10)]
+    config = AlignConfig(output="x", prompts_per_round=4, seed=3)
+    slices = [round_prompts(config, prompts, r) for r in (1, 2, 3)]
+    assert [len(s) for s in slices] == [4, 4, 4] and set(slices[0]).isdisjoint(slices[1])
+    assert set().union(*slices) == set(prompts)  # 12 draws wrap around the 10 prompts
+    again = AlignConfig(output="y", prompts_per_round=4, seed=3)
+    assert slices == [round_prompts(again, prompts, r) for r in (1, 2, 3)]
+    assert slices[0] != round_prompts(AlignConfig(output="x", prompts_per_round=4, seed=4), prompts, 1)
+    assert round_prompts(AlignConfig(output="x"), prompts, 2) == prompts
+    assert round_prompts(AlignConfig(output="x", prompts_per_round=20), prompts, 2) == prompts
+
+
+def test_a_single_round_run_and_a_run_of_rounds_do_not_mix(tmp_path):
+    single, rounds = tmp_path / "single", tmp_path / "rounds"
+    single.mkdir()
+    (single / "pairs.jsonl").write_text("")
+    (rounds / "round-1").mkdir(parents=True)
+    check_same_run(AlignConfig(output=str(single)), single)
+    check_same_run(AlignConfig(output=str(rounds), rounds=3), rounds)
+    check_same_run(AlignConfig(output=str(rounds), rounds=5), rounds)  # more rounds extend a run
+    with pytest.raises(ConfigError, match="single-round.*--rounds 1"):
+        check_same_run(AlignConfig(output=str(single), rounds=2), single)
+    with pytest.raises(ConfigError, match="several rounds.*--rounds 2 or more"):
+        check_same_run(AlignConfig(output=str(rounds)), rounds)
+    with pytest.raises(ConfigError, match="--prompts-per-round None \\(now 8\\)"):
+        check_same_run(AlignConfig(output=str(rounds), rounds=3, prompts_per_round=8), rounds)
+
+
+def test_a_continued_adapter_trains_against_the_plain_reference(tiny_model_dir, tmp_path):
+    import torch
+    from peft import LoraConfig, PeftModel, get_peft_model
+    from transformers import AutoModelForCausalLM
+
+    earlier = get_peft_model(AutoModelForCausalLM.from_pretrained(tiny_model_dir),
+                             LoraConfig(r=2, target_modules=["q_proj", "v_proj"], task_type="CAUSAL_LM"))
+    with torch.no_grad():
+        for name, param in earlier.named_parameters():
+            if "lora_B" in name:
+                param.fill_(0.5)  # an adapter that changes the model
+    earlier.save_pretrained(tmp_path / "round-1")
+    policy, reference = dpo_models(str(tiny_model_dir), tmp_path / "round-1")
+    assert isinstance(policy, PeftModel) and not isinstance(reference, PeftModel)
+    assert list(policy.peft_config) == ["default"]  # no frozen copy of the adapter as ρ_ref
+    trained = {n: p for n, p in policy.named_parameters() if p.requires_grad}
+    assert trained and all("lora_" in n and torch.all(p == 0.5) for n, p in trained.items() if "lora_B" in n)
+    plain = AutoModelForCausalLM.from_pretrained(tiny_model_dir).state_dict()
+    assert all(torch.equal(value, plain[key]) for key, value in reference.state_dict().items())
+    tokens = torch.tensor([[1, 2, 3, 4]])
+    assert not torch.allclose(policy(tokens).logits, reference(tokens).logits)
+    assert dpo_models(str(tiny_model_dir))[1] is None  # a fresh adapter: TRL switches it off for ρ_ref
+
+
+def _rounds_config(tiny_model_dir, out, monkeypatch, **options):
+    monkeypatch.setattr(align_run, "load_reward", lambda spec: LENGTH)  # sentiment ties on the tiny model's text
+    return AlignConfig(output=str(out), reference=str(tiny_model_dir), reward="sentiment", limit=3,
+                       samples_per_prompt=2, max_new_tokens=6, min_margin=0.0, epochs=1, batch_size=2,
+                       dev_limit=2, rounds=2, **options)
+
+
+def _spy(monkeypatch, calls):
+    """Record which round folder each sampling and training call of run_align works in."""
+    build, train = align_run.build_pairs, align_run.train_adapter
+
+    def spy_build(config, model, reward, prompts, progress, folder, index):
+        calls.append(("sample", folder.name, model.__class__.__name__))
+        return build(config, model, reward, prompts, progress, folder, index)
+
+    def spy_train(config, model_dir, pairs, folder, start_from):
+        calls.append(("train", folder.name, start_from.name if start_from else None))
+        return train(config, model_dir, pairs, folder, start_from)
+
+    monkeypatch.setattr(align_run, "build_pairs", spy_build)
+    monkeypatch.setattr(align_run, "train_adapter", spy_train)
+
+
+@pytest.mark.slow
+def test_two_rounds_sample_from_the_last_adapter_and_publish_the_final_one(tiny_model_dir, tmp_path, monkeypatch):
+    out, calls, loaded = tmp_path / "bl", [], []
+    load = align_run.load_language_model
+    monkeypatch.setattr(align_run, "load_language_model", lambda spec: loaded.append(spec) or load(spec))
+    _spy(monkeypatch, calls)
+    metadata = run_align(_rounds_config(tiny_model_dir, out, monkeypatch, prompts_per_round=2),
+                         progress=False)
+    assert [c[:2] for c in calls] == [("sample", "round-1"), ("train", "round-1"), ("sample", "round-2"),
+                                      ("train", "round-2")]
+    assert calls[3][2] == "round-1"  # round 2 trains round 1's adapter further
+    assert str((out / "round-1").resolve()) in loaded[:loaded.index(str((out / "round-2").resolve()))]
+    rounds = metadata["rounds"]
+    assert [r["round"] for r in rounds] == [1, 2] and [r["sampled_from"] for r in rounds] == ["reference", "round-1"]
+    for result in rounds:
+        dev = result["dev_reward"]
+        assert dev["n"] == 2 and dev["interval"][0] <= dev["mean"] <= dev["interval"][1]
+        assert result["seconds"]["total"] >= result["seconds"]["training"] > 0 and result["prompts"] == 2
+        assert json.loads((out / f"round-{result['round']}" / "round.json").read_text())["pairs"] == result["pairs"]
+    assert metadata["pairs"] == sum(r["pairs"] for r in rounds) and metadata["prompts"] == 3
+    assert metadata["dev_reward"]["adapter"] == rounds[-1]["dev_reward"]
+    margins = [json.loads((out / f"round-{r}" / "round.json").read_text())["curves"]["margins"] for r in (1, 2)]
+    # ρ_ref is the reference in both rounds: a fresh adapter starts at margin 0, round 1's adapter does not
+    assert margins[0][0][1] == 0 and margins[1][0][1] != 0
+    steps = [step for step, _ in metadata["curves"]["loss"]]
+    assert steps == sorted(set(steps)) and len(steps) > len(json.loads(
+        (out / "round-1" / "round.json").read_text())["curves"]["loss"])
+    final = (out / "adapter_model.safetensors").read_bytes()
+    assert final == (out / "round-2" / "adapter_model.safetensors").read_bytes()
+    assert final != (out / "round-1" / "adapter_model.safetensors").read_bytes()
+    assert json.loads((out / "adapter_config.json").read_text())["base_model_name_or_path"] == str(tiny_model_dir)
+    for png in ("loss.png", "margins.png", "dev_reward.png", "round-1/loss.png", "round-2/loss.png"):
+        assert (out / png).is_file(), png
+    assert not (out / "pairs.jsonl").exists() and json.loads((out / "metadata.json").read_text())["rounds"] == rounds
+    load_language_model(str(out.resolve()))
+
+
+class Killed(Exception):
+    pass
+
+
+@pytest.mark.slow
+def test_a_run_killed_in_round_two_resumes_there_without_redoing_round_one(tiny_model_dir, tmp_path, monkeypatch):
+    out, config = tmp_path / "bl", _rounds_config(tiny_model_dir, tmp_path / "bl", monkeypatch)
+    train = align_run.train_adapter
+
+    def killed_in_round_two(config, model_dir, pairs, folder, start_from):
+        if start_from is not None:
+            raise Killed()
+        return train(config, model_dir, pairs, folder, start_from)
+
+    with monkeypatch.context() as patch:
+        patch.setattr(align_run, "train_adapter", killed_in_round_two)
+        with pytest.raises(Killed):
+            run_align(config, progress=False)
+    round_one = {p.name: p.read_bytes() for p in (out / "round-1").iterdir() if p.is_file()}
+    pairs_two = (out / "round-2" / "pairs.jsonl").read_text()
+    assert "round.json" in round_one and pairs_two and not (out / "round-2" / "round.json").exists()
+    calls = []
+    _spy(monkeypatch, calls)
+    metadata = run_align(config, progress=False)
+    assert [c[:2] for c in calls] == [("sample", "round-2"), ("train", "round-2")]
+    assert {p.name: p.read_bytes() for p in (out / "round-1").iterdir() if p.is_file()} == round_one
+    assert (out / "round-2" / "pairs.jsonl").read_text() == pairs_two  # every prompt was paired before the kill
+    assert [r["resumed"] for r in metadata["rounds"]] == [False, True]
+    calls.clear()
+    assert run_align(config, progress=False)["rounds"] == metadata["rounds"] and calls == []  # nothing redone
+    with pytest.raises(ConfigError, match="several rounds"):
+        run_align(AlignConfig(**{**config.__dict__, "rounds": 1}), progress=False)

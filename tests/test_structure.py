@@ -9,8 +9,8 @@ from pathlib import Path
 import pytest
 
 ROOT = Path(__file__).resolve().parents[1] / "tqstar"
-TOP = {"__init__", "cli", "align", "bench", "prompts", "jsonl", "errors", "options", "lazy"}
-WINGS = {"models", "rewards", "decoding", "audit", "eval", "serve"}
+TOP = {"__init__", "cli", "bench", "prompts", "jsonl", "errors", "options", "lazy"}
+WINGS = {"models", "rewards", "decoding", "audit", "eval", "serve", "align"}
 RANK = {"lazy": 0.0, "errors": 0.0, "jsonl": 0.1, "options": 0.2, "prompts": 0.3, "models": 1, "rewards": 2, "decoding": 3,
         "audit": 3.5, "eval": 4, "serve": 4, "align": 5, "bench": 5, "cli": 6}
 HEAVY = {"torch", "transformers", "uvicorn", "ray", "trl", "peft", "datasets", "matplotlib"}

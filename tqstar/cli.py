@@ -8,7 +8,8 @@ import sys
 from dataclasses import replace
 from pathlib import Path
 
-from .align import AlignConfig, run_align
+from .align.config import AlignConfig
+from .align.run import run_align
 from .audit.page import write_page
 from .audit.read import read_answers, select
 from .bench import BenchConfig, run_bench
@@ -143,6 +144,10 @@ def _align(args) -> int:
     print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
           f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "
           f"{dev['adapter']['mean']:.4f} ± {dev['adapter']['stdev']:.4f}. Saved to {args.output}")
+    for result in metadata.get("rounds", []):
+        low, high = result["dev_reward"]["interval"]
+        print(f"  round {result['round']}: {result['pairs']} pairs, dev reward {result['dev_reward']['mean']:.4f} "
+              f"(95% interval {low:.4f} to {high:.4f}), {result['seconds']['total'] / 60:.1f} min")
     return 0
 
 

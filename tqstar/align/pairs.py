@@ -1,0 +1,63 @@
+"""Preference pairs from a policy's own samples, and the dev measurement of a policy's reward."""
+
+from __future__ import annotations
+
+import math
+import statistics
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+from ..decoding.decoder import SamplingDecoder
+from ..jsonl import append_jsonl, read_jsonl, rewrite_jsonl
+from .config import AlignConfig
+
+#: Round r's sampling seeds start this far from round r−1's, so rounds draw different responses.
+ROUND_SEED_STRIDE = 1_000_003
+#: z of a two-sided 95% normal interval.
+Z95 = 1.959964
+
+
+def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress: bool = True,
+                folder: Path | None = None, round_index: int = 1) -> list[dict]:
+    """Sample ``samples_per_prompt`` responses per prompt from ``model``, score them and pair the best with
+    the worst, appending each to ``folder/pairs.jsonl`` (default: the output directory). Prompts already in
+    that file are not redone; returns the pairs that are not near-ties."""
+    path = Path(folder or config.output) / "pairs.jsonl"
+    done = read_jsonl(path)
+    rewrite_jsonl(path, done)  # drops a last line cut short by a kill, before anything is appended
+    seen = {record["prompt"] for record in done}
+    todo = [p for p in prompts if p not in seen]
+    seed = config.seed + ROUND_SEED_STRIDE * (round_index - 1) + len(done)
+    sampler = SamplingDecoder(model=model, temperature=config.temperature, max_new_tokens=config.max_new_tokens,
+                              method="sample", reward=reward, generator=torch.Generator().manual_seed(seed))
+    for prompt in _progress(todo, progress, "sampling pairs"):
+        results = sampler.generate([prompt] * config.samples_per_prompt)
+        best = max(results, key=lambda r: r.reward)
+        worst = min(results, key=lambda r: r.reward)
+        record = {"prompt": prompt, "chosen": best.text, "rejected": worst.text,
+                  "chosen_reward": best.reward, "rejected_reward": worst.reward,
+                  "skipped": best.reward - worst.reward < config.min_margin or best.text == worst.text}
+        append_jsonl(path, [record])
+        done.append(record)
+    return [r for r in done if not r["skipped"]]
+
+
+def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
+    """Mean, spread and 95% interval of the mean (normal approximation, mean ± 1.96·sd/√n) of the reward
+    of greedy responses."""
+    decoder = SamplingDecoder(model=model, temperature=0.0, max_new_tokens=max_new_tokens, method="greedy",
+                              reward=reward)
+    results = decoder.generate(prompts)
+    scores = [r.reward for r in results]
+    mean = statistics.fmean(scores)
+    stdev = statistics.stdev(scores) if len(scores) > 1 else 0.0
+    half = Z95 * stdev / math.sqrt(len(scores))
+    return {"mean": mean, "stdev": stdev, "n": len(scores), "interval": [mean - half, mean + half]}
+
+
+def _progress(items, enabled: bool, desc: str):
+    if not enabled:
+        return items
+    return tqdm(items, desc=desc)

@@ -1,0 +1,131 @@
+"""``run_align``: the whole recipe, in one round or several, resumable at every step."""
+
+from __future__ import annotations
+
+import json
+import time
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+from ..jsonl import read_jsonl, write_json
+from ..models.loader import load_language_model
+from ..prompts import load_prompts
+from ..rewards.loading import load_reward
+from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts
+from .pairs import build_pairs, mean_reward
+from .plots import plot_curves, plot_dev_rewards
+from .train import plain_model_dir, point_adapter_at, publish_adapter, train_adapter
+
+#: Written last in a round's folder: its presence marks a finished round, which is never redone.
+ROUND_FILE = "round.json"
+
+
+@dataclass
+class _Run:
+    """What every round of one run shares."""
+
+    config: AlignConfig
+    out: Path
+    reference: object  # the LanguageModel of --reference
+    reward: object
+    train_prompts: list[str]
+    dev_prompts: list[str]
+    progress: bool
+
+
+def run_align(config: AlignConfig, progress: bool = True) -> dict:
+    """The whole recipe; returns the metadata it writes to ``output/metadata.json``.
+
+    One round (the default): pairs, checkpoints and the adapter at the top of ``output``. Several: round r
+    in ``output/round-r`` (its pairs, checkpoints, adapter, plots and ``round.json``), sampling from round
+    r−1's adapter and training it further; the last round's adapter is copied to the top of ``output``.
+    """
+    out = Path(config.output)
+    out.mkdir(parents=True, exist_ok=True)
+    check_same_run(config, out)
+    run = _Run(config, out, load_language_model(config.reference), load_reward(config.reward),
+               load_prompts(config.prompts, config.split, config.prompt_field, config.limit),
+               load_prompts(dev_source(config), "dev", config.prompt_field, config.dev_limit), progress)
+    metadata = _one_round(run) if config.rounds == 1 else _several_rounds(run)
+    (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
+    return metadata
+
+
+def _one_round(run: _Run) -> dict:
+    result = _run_round(run, 1, run.out, start_from=None)
+    plot_curves(result["curves"], run.out)
+    return {**_header(run), "prompts": result["prompts"], "pairs": result["pairs"],
+            "skipped_ties": result["skipped_ties"], "curves": result["curves"],
+            "dev_reward": {"reference": _reference_dev_reward(run), "adapter": result["dev_reward"]}}
+
+
+def _several_rounds(run: _Run) -> dict:
+    rounds = []
+    for index in range(1, run.config.rounds + 1):
+        folder = run.out / round_folder_name(index)
+        if (folder / ROUND_FILE).is_file():
+            rounds.append(json.loads((folder / ROUND_FILE).read_text()))
+            continue
+        start_from = run.out / round_folder_name(index - 1) if index > 1 else None
+        result = _run_round(run, index, folder, start_from)
+        plot_curves(result["curves"], folder)
+        write_json(folder / ROUND_FILE, result)
+        rounds.append(result)
+    publish_adapter(run.out / round_folder_name(run.config.rounds), run.out)
+    curves, starts = _joined_curves(rounds)
+    used = {p for index in range(1, run.config.rounds + 1)
+            for p in round_prompts(run.config, run.train_prompts, index)}
+    reference = _reference_dev_reward(run)
+    plot_curves(curves, run.out, starts)
+    plot_dev_rewards(reference, rounds, run.out)
+    return {**_header(run), "prompts": len(used), "pairs": sum(r["pairs"] for r in rounds),
+            "skipped_ties": sum(r["skipped_ties"] for r in rounds), "curves": curves,
+            "dev_reward": {"reference": reference, "adapter": rounds[-1]["dev_reward"]},
+            "rounds": [{k: v for k, v in r.items() if k != "curves"} for r in rounds],
+            "seconds": sum(r["seconds"]["total"] for r in rounds)}
+
+
+def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> dict:
+    """Sample pairs from the policy (the reference, or it with ``start_from``'s adapter), train the adapter
+    on them into ``folder`` and measure its dev reward; a killed round resumes from its pairs and checkpoints."""
+    config = run.config
+    folder.mkdir(parents=True, exist_ok=True)
+    resumed = (folder / "pairs.jsonl").is_file()
+    began = time.monotonic()
+    policy = run.reference if start_from is None else load_language_model(str(start_from.resolve()))
+    prompts = round_prompts(config, run.train_prompts, index)
+    pairs = build_pairs(config, policy, run.reward, prompts, run.progress, folder, index)
+    del policy
+    sampled = time.monotonic()
+    curves = train_adapter(config, plain_model_dir(run.reference, run.out), pairs, folder, start_from)
+    point_adapter_at(folder, config.reference)
+    trained = time.monotonic()
+    dev = mean_reward(load_language_model(str(folder.resolve())), run.reward, run.dev_prompts,
+                      config.max_new_tokens)
+    measured = time.monotonic()
+    return {"round": index, "sampled_from": start_from.name if start_from else "reference", "prompts": len(prompts),
+            "pairs": len(pairs), "skipped_ties": len(read_jsonl(folder / "pairs.jsonl")) - len(pairs),
+            "curves": curves, "dev_reward": dev, "resumed": resumed,
+            "seconds": {"sampling": sampled - began, "training": trained - sampled, "dev": measured - trained,
+                        "total": measured - began}}
+
+
+def _header(run: _Run) -> dict:
+    config = run.config
+    return {"config": asdict(config), "reference": config.reference, "reward": config.reward, "beta": config.beta}
+
+
+def _reference_dev_reward(run: _Run) -> dict:
+    return mean_reward(run.reference, run.reward, run.dev_prompts, run.config.max_new_tokens)
+
+
+def _joined_curves(rounds: list[dict]) -> tuple[dict, list[int]]:
+    """The rounds' curves on one step axis (round r's steps follow round r−1's), and where rounds 2.. start."""
+    joined, starts, offset = {"loss": [], "margins": []}, [], 0
+    for result in rounds:
+        if offset:
+            starts.append(offset + 1)
+        for key in joined:
+            joined[key] += [[offset + step, value] for step, value in result["curves"][key]]
+        offset += max((step for step, _ in result["curves"]["loss"]), default=0)
+    return joined, starts
