@@ -56,6 +56,20 @@ def test_generate_decodes_blockwise_with_block_size(tiny_flags, tmp_path):
     assert sum(lengths) <= 6 and all(1 <= len(block) <= 4 for step in steps for block in step["blocks"])
 
 
+def test_generate_with_prune_writes_the_same_answer_and_leaves_losers_unvalued(tiny_flags, tmp_path):
+    """Sentiment declares its range [-1, 1]: at α = 0.001 a candidate whose prior trails by more than 0.002 nats
+    cannot win, so --prune leaves its Q̂ unestimated (null in the trace) and the answer is unchanged."""
+    common = ["Say something nice.", "--max-new-tokens", "4", "--top-k", "4", "--horizon", "2", "--alpha", "0.001",
+              "--json", *tiny_flags]
+    plain = run("generate", *common)
+    trace = tmp_path / "trace.jsonl"
+    pruned = run("generate", *common, "--prune", "--trace", str(trace))
+    assert plain.returncode == 0 and pruned.returncode == 0, pruned.stderr
+    assert json.loads(pruned.stdout)["response"] == json.loads(plain.stdout)["response"]
+    steps = [json.loads(line) for line in trace.read_text().splitlines()]
+    assert any(value is None for step in steps for value in step["values"])
+
+
 def test_compare_prints_each_method(tiny_flags):
     out = run("generate", "Hi", "--compare", "--max-new-tokens", "2", "--top-k", "2", "--horizon", "2", *tiny_flags)
     assert out.returncode == 0, out.stderr

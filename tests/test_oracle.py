@@ -176,3 +176,63 @@ def test_rho_star_differs_from_reference():
     """Guard: the oracle problem is not trivial, so the tests above can fail."""
     assert total_variation(RHO_STAR, distribution_of(REFERENCE)) > 0.1
     assert responses()[-1][-1] == EOS and len(responses()) == 40
+
+
+BOUNDED_R = CallableReward(lambda prompts, texts: [target_reward(t) for t in texts], "target", bounds=(-2.0, 5.0))
+ALL_STATES = sorted({y[:t] for y in responses() for t in range(len(y))})  # every state a response passes
+
+
+class CountingReward:
+    """The bounded target reward, counting the responses it scores."""
+
+    name, bounds = "target", (-2.0, 5.0)
+
+    def __init__(self):
+        self.scored = 0
+
+    def score(self, prompts, texts):
+        self.scored += len(texts)
+        return BOUNDED_R.score(prompts, texts)
+
+
+def pruning_decoder(estimator, alpha, prune):
+    return ValueGuidedDecoder(proposal=REFERENCE, prior=REFERENCE, estimator=estimator,
+                              settings=DecodingSettings(top_k=VOCAB, alpha=alpha, prune=prune))
+
+
+@pytest.mark.parametrize("alpha", [0.0, 0.3, 1.0, 3.0])
+@pytest.mark.parametrize("estimator", ["args", "tq-direct", "tq-indirect"])
+def test_pruning_keeps_every_greedy_choice_and_skips_candidates_that_cannot_win(alpha, estimator):
+    """At every state of the tree, the argmax of π_alg is the same with and without pruning, and the
+    candidates left unvalued are exactly those whose prior trails by more than α·(hi − lo)."""
+    baseline = TabularLM.random(seed=2)
+    build = {"args": lambda r: PartialReward(REFERENCE, r),
+             "tq-direct": lambda r: MeanRolloutValue(RolloutSpec(baseline, REFERENCE, r, horizon=None, temperature=0.0)),
+             "tq-indirect": lambda r: IndirectValue(RolloutSpec(baseline, REFERENCE, r, num_rollouts=3, horizon=None,
+                                                                temperature=1.0, baseline_reward=R_BL, beta=BETA,
+                                                                generator=torch.Generator().manual_seed(0)))}[estimator]
+    prompts, states = ["x"] * len(ALL_STATES), [list(s) for s in ALL_STATES]
+    full_reward, pruned_reward = CountingReward(), CountingReward()
+    full = pruning_decoder(build(full_reward), alpha, prune=False).step_distribution(prompts, states)
+    pruned = pruning_decoder(build(pruned_reward), alpha, prune=True).step_distribution(prompts, states)
+    prior = full.prior
+    can_win = prior + alpha * 5.0 >= prior.max(-1, keepdim=True).values + alpha * -2.0 - 1e-6
+    valued = ~pruned.values.isnan()
+    assert (valued <= can_win).all() and (valued == (can_win & (can_win.sum(-1, keepdim=True) > 1))).all()
+    choice = pruned.probabilities.argmax(-1)
+    assert can_win.gather(1, choice[:, None]).all()
+    if estimator != "tq-indirect":  # deterministic values: the same values wherever both exist, the same argmax
+        assert pruned.values[valued] == pytest.approx(full.values[valued], abs=1e-12)
+        assert choice.tolist() == full.probabilities.argmax(-1).tolist()
+    assert pruned_reward.scored <= full_reward.scored
+    if alpha == 0.0:
+        assert pruned_reward.scored == 0  # the prior alone decides
+
+
+def test_pruned_decoding_writes_the_same_responses():
+    baseline = TabularLM.random(seed=2)
+    spec = lambda: RolloutSpec(baseline, REFERENCE, BOUNDED_R, horizon=None, temperature=0.0)
+    prompts = ["x"] * 3
+    full = pruning_decoder(MeanRolloutValue(spec()), 0.5, prune=False).generate(prompts)
+    pruned = pruning_decoder(MeanRolloutValue(spec()), 0.5, prune=True).generate(prompts)
+    assert [r.token_ids for r in pruned] == [r.token_ids for r in full]

@@ -11,7 +11,7 @@ import numpy as np
 import pytest
 import torch
 
-from tqstar.errors import RewardError
+from tqstar.errors import ConfigError, RewardError
 from tqstar.rewards import (
     CallableReward,
     HFRewardModel,
@@ -93,6 +93,26 @@ def test_composites_are_the_weighted_sums_of_their_parts_within_their_ranges(com
     expected = [sum(weight * part[i] for (weight, _), part in zip(terms, parts)) for i in range(len(responses))]
     assert total == pytest.approx(expected, abs=1e-6)
     assert all(bounds[0] <= s <= bounds[1] for s in total)
+    assert composite().bounds == pytest.approx(bounds)  # declared, so --prune can use it
+
+
+def test_a_weighted_sum_declares_its_range_from_its_terms_and_none_if_a_term_has_none():
+    bounded = lambda lo, hi: CallableReward(lambda p, r: [lo] * len(r), bounds=(lo, hi))
+    assert WeightedSum([(2.0, bounded(0.0, 1.0)), (-0.5, bounded(-1.0, 3.0))]).bounds == (-1.5, 2.5)
+    assert WeightedSum([(1.0, bounded(0.0, 1.0)), (1.0, CallableReward(lambda p, r: [0.0] * len(r)))]).bounds is None
+
+
+def test_a_score_outside_the_declared_bounds_is_an_error_naming_them():
+    liar = CallableReward(lambda p, r: [0.5, 1.5], name="liar", bounds=(0.0, 1.0))
+    with pytest.raises(RewardError, match=r"liar.*1\.5 at index 1.*outside the bounds \(0, 1\)"):
+        checked_scores(liar, ["x", "x"], ["a", "b"])
+    assert checked_scores(CallableReward(lambda p, r: [1.0], bounds=(0.0, 1.0)), ["x"], ["a"]) == [1.0]
+
+
+@pytest.mark.parametrize("bounds", [(1.0, 0.0), (0.0, math.inf), ("a", 1.0), (1.0,)])
+def test_malformed_bounds_are_refused_when_the_reward_is_made(bounds):
+    with pytest.raises(ConfigError, match="bounds"):
+        CallableReward(lambda p, r: [0.0] * len(r), bounds=bounds)
 
 
 def test_harmless_is_a_squashed_score_in_the_unit_interval():

@@ -37,7 +37,8 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False) ->
     alpha = 1.0 / config.beta if method.alpha_from_beta else config.alpha
     settings = DecodingSettings(top_k=config.top_k, alpha=alpha, selection=config.selection,
                                 selection_temperature=config.selection_temperature,
-                                max_new_tokens=config.max_new_tokens, batch_size=config.batch_size)
+                                max_new_tokens=config.max_new_tokens, batch_size=config.batch_size,
+                                prune=config.prune)
     options = dict(proposal=proposal, prior=roles.model(prior_role), settings=settings, method=method.name,
                    reward=roles.reward, generator=generator, progress=progress)
     if config.block_size == 1:

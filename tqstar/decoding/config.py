@@ -76,6 +76,10 @@ class DecodeConfig:
                             choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
                                                "and to the model for the 'sample' and 'best-of-n' methods.")
+    prune: bool = option(False, "With selection 'greedy': skip the value estimate of candidates whose prior trails "
+                                "the favourite's by more than α·(reward range), since they cannot win (same "
+                                "choices, fewer rollouts; needs a reward that declares its bounds). Their Q̂ and "
+                                "π_alg are not computed: the trace shows none, and KL counts the others only.")
     proposal: str = option("reference", "Model whose top-k tokens are the candidates (for greedy, sample and "
                                         "best-of-n: the model decoded; soft always uses the baseline).",
                            choices=MODEL_ROLES)

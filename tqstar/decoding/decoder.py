@@ -18,6 +18,7 @@ from ..jsonl import dumps
 from ..models.protocol import (LanguageModel, check_prompt, forward_tokens, max_candidates, per_prefix,
                                require_shared_vocabulary)
 from ..rewards.protocol import Reward, checked_scores
+from .pruning import needing_values, winners, without_losers
 from .protocol import (SELECT_GREEDY, GenerationResult, OnToken, StepTrace, ValueEstimate, ValueEstimator,
                        ValueQuery)
 
@@ -52,6 +53,7 @@ class DecodingSettings:
     selection_temperature: float = 1.0
     max_new_tokens: int = 32
     batch_size: int = 8
+    prune: bool = False  # greedy selection: skip the value of candidates that cannot win (exact choices)
 
 
 class ValueGuidedDecoder:
@@ -134,12 +136,14 @@ class ValueGuidedDecoder:
         prior = prior_lp.gather(1, candidates).double()  # (A, k) log π_prior(z | s_t)
         estimate = None
         values = torch.zeros_like(prior)
+        can_win = winners(prior, self.settings, self.estimator)
         if self.estimator is not None:
             limits = max_new_tokens or [self.settings.max_new_tokens] * len(responses)
             budgets = [n - len(r) - 1 for n, r in zip(limits, responses)]  # tokens each state may emit after z
-            estimate = self.estimator.estimate(ValueQuery(prompts, responses, candidates, budgets))
+            query = ValueQuery(prompts, responses, candidates, budgets, needing_values(can_win))
+            estimate = self.estimator.estimate(query)
             values = estimate.values.double()
-        logits = prior + self.settings.alpha * values  # log π_alg up to a constant
+        logits = without_losers(prior + self.settings.alpha * values, prior, can_win)  # log π_alg + const
         _require_usable(logits, self.settings.alpha)
         return StepDistribution(candidates, prior, values, logits, estimate)
 

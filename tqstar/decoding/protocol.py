@@ -79,6 +79,7 @@ class ValueQuery:
     responses: Sequence[Sequence[int]]  # y_<t, token ids in the candidate vocabulary
     candidates: torch.Tensor  # (B, k) candidate token ids z
     budgets: Sequence[int] | None = None  # tokens state b may still emit after z; None: no response budget
+    active: torch.Tensor | None = None  # (B, k) bool: the candidates to value; None: all (the rest get NaN)
 
 
 @dataclass
@@ -93,7 +94,9 @@ class ValueEstimate:
 
 class ValueEstimator(Protocol):
     """Estimates Q̂ for a batch of states. Should also carry ``models``: every ``LanguageModel`` it runs
-    (their forward tokens count as the decoder's compute)."""
+    (their forward tokens count as the decoder's compute), and may carry ``value_bounds = (lo, hi)``, a
+    range every Q̂ it returns lies in (a mean of bounded rewards), which lets a greedy decoder skip
+    candidates that cannot win (``ValueQuery.active``)."""
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         """Estimate ``Q̂`` for every candidate of every state in the batch."""

@@ -18,7 +18,7 @@ import torch
 
 from ..errors import ConfigError
 from ..models.protocol import LanguageModel, require_shared_vocabulary
-from ..rewards.protocol import Reward, checked_scores
+from ..rewards.protocol import Reward, checked_scores, reward_bounds
 from .protocol import ValueEstimate, ValueQuery
 
 #: Rollout rows (candidates × rollouts) of one prefix sampled together; larger N is sampled in chunks.
@@ -49,14 +49,41 @@ def candidate_texts(text_model: LanguageModel, query: ValueQuery) -> list[list[s
     ]
 
 
+def active_pairs(query: ValueQuery) -> list[tuple[int, int]] | None:
+    """The (state, candidate) pairs to value when the query leaves some out, else None (value them all)."""
+    if query.active is None or bool(query.active.all()):
+        return None
+    return [tuple(pair) for pair in query.active.nonzero().tolist()]
+
+
+def pairs_query(query: ValueQuery, pairs: list[tuple[int, int]]) -> ValueQuery:
+    """The chosen pairs as a query of their own: one state per pair, holding its one candidate."""
+    return ValueQuery([query.prompts[b] for b, _ in pairs], [query.responses[b] for b, _ in pairs],
+                      query.candidates[[b for b, _ in pairs], [j for _, j in pairs]][:, None],
+                      None if query.budgets is None else [query.budgets[b] for b, _ in pairs])
+
+
+def scattered(per_pair: torch.Tensor, pairs: list[tuple[int, int]], shape: tuple[int, ...]) -> torch.Tensor:
+    """(P, 1, ...) results of a pairs query put back at their (state, candidate) places; NaN elsewhere."""
+    out = torch.full(shape, math.nan, dtype=torch.float64)
+    if pairs:
+        out[[b for b, _ in pairs], [j for _, j in pairs]] = per_pair[:, 0].to(torch.float64)
+    return out
+
+
 class PartialReward:
     """ARGS: the reward of the partial response ``[y_<t, z]``."""
 
     def __init__(self, text_model: LanguageModel, reward: Reward):
         self.text_model, self.reward = text_model, reward
         self.models = (text_model,)
+        self.value_bounds = reward_bounds(reward)
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
+        pairs = active_pairs(query)
+        if pairs is not None:
+            values = self.estimate(pairs_query(query, pairs)).values if pairs else torch.empty(0, 1)
+            return ValueEstimate(scattered(values, pairs, tuple(query.candidates.shape)))
         texts = candidate_texts(self.text_model, query)
         k = query.candidates.shape[1]
         prompts = [p for p in query.prompts for _ in range(k)]
@@ -102,7 +129,15 @@ class RolloutScores:
 
 
 def score_rollouts(spec: RolloutSpec, query: ValueQuery) -> RolloutScores:
-    """Roll out every candidate N times from the spec's model and score the full texts."""
+    """Roll out every candidate N times from the spec's model and score the full texts (only the active
+    candidates, when the query names them; the others' scores are NaN)."""
+    pairs = active_pairs(query)
+    if pairs is not None:
+        shape = (*query.candidates.shape, spec.num_rollouts)
+        if not pairs:
+            return RolloutScores(torch.full(shape, math.nan, dtype=torch.float64), torch.full(shape, math.nan))
+        scores = score_rollouts(spec, pairs_query(query, pairs))
+        return RolloutScores(scattered(scores.rewards, pairs, shape), scattered(scores.log_ratio, pairs, shape))
     B, k = query.candidates.shape
     N = spec.num_rollouts
     shared = spec.model.vocabulary == spec.text_model.vocabulary
@@ -204,6 +239,7 @@ class MeanRolloutValue:
 
     def __init__(self, spec: RolloutSpec):
         self.spec, self.models = spec, spec.models
+        self.value_bounds = reward_bounds(spec.reward)  # a mean of rewards stays in their range
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         return ValueEstimate(score_rollouts(self.spec, query).rewards.mean(-1))
@@ -224,6 +260,8 @@ class IndirectValue:
         if normalise:
             require_weighted_rollouts("tq-indirect", spec.num_rollouts, spec.temperature)
         self.spec, self.normalise, self.models = spec, normalise, spec.models
+        # a weighted mean of rewards stays in their range; the unnormalised score does not
+        self.value_bounds = reward_bounds(spec.reward) if normalise else None
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         scores = score_rollouts(self.spec, query)

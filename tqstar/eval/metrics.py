@@ -35,9 +35,19 @@ KL_STEPWISE = "stepwise-exact"  # Σ_t KL(π_t ‖ ρ_ref,t) over the states the
 KL_PATH = "path-log-ratio"  # log π(y) − log ρ_ref(y): one-sample Monte Carlo, where vocabularies differ
 KL_BEST_OF_N = "best-of-n-bound"  # log N − (N − 1)/N, the analytic bound
 KL_BLOCKWISE = "blockwise-exact"  # Σ_blocks KL(π_alg ‖ ρ_ref) over the blocks a --block-size B decoder chose
+#: --prune leaves the values of candidates that cannot win unestimated, so π_t is π_alg over the rest
+KL_PRUNED = "stepwise-pruned"
 
 
 def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:
+    """``method_kls``, named ``stepwise-pruned`` when --prune left candidates unvalued: π_alg renormalised
+    over the candidates that could win, a different distribution from the unpruned π_alg."""
+    kls, estimator = method_kls(results, decode, roles)
+    pruned = any(math.isnan(v) for r in results for step in r.trace for v in step.values)
+    return kls, KL_PRUNED if pruned and estimator == KL_STEPWISE else estimator
+
+
+def method_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:
     """KL(π ‖ ρ_ref) of each response's method, in nats, and the name of the estimator used.
 
     ``π_t`` is the distribution the method chooses token t from: π_alg (tempered when it samples) for

@@ -15,6 +15,7 @@ class SentimentReward:
     """VADER compound sentiment of the response, in [-1, 1] (the prompt is ignored)."""
 
     name = "sentiment"
+    bounds = (-1.0, 1.0)
 
     def __init__(self):
         self._analyzer = None
@@ -29,6 +30,7 @@ class NontoxicReward:
     """``1 - P(offensive)`` of the response from alt-profanity-check, in [0, 1]."""
 
     name = "nontoxic"
+    bounds = (0.0, 1.0)
 
     def score(self, prompts, responses):
         predict_prob = import_optional("profanity_check", "alt-profanity-check").predict_prob
@@ -43,6 +45,7 @@ class RelevanceReward:
     """
 
     name = "relevance"
+    bounds = (-1.0, 1.0)
     #: Distinct prompts whose embeddings are kept; the oldest is dropped beyond this.
     CACHE_SIZE = 256
 

@@ -16,7 +16,9 @@ class Reward(Protocol):
     """Scores responses to prompts, batch-first: ``score(prompts, responses)[i]`` scores pair ``i``.
 
     Higher is better; scores must be finite. Implementations should also carry a readable ``name``
-    attribute, used in error messages and traces. Example::
+    attribute, used in error messages and traces, and may declare ``bounds = (lo, hi)``, a range every
+    score lies in: a greedy decoder with ``prune`` then skips candidates that cannot win whatever their
+    value (``checked_scores`` holds the reward to its declared range). Example::
 
         class LengthReward:
             name = "length"
@@ -32,6 +34,22 @@ class Reward(Protocol):
 def reward_name(reward) -> str:
     """The ``name`` of a reward, or its class name when it has none."""
     return str(getattr(reward, "name", None) or type(reward).__name__)
+
+
+def reward_bounds(reward) -> tuple[float, float] | None:
+    """The range ``(lo, hi)`` that ``reward`` declares every score lies in, or None when it declares none."""
+    bounds = getattr(reward, "bounds", None)
+    if bounds is None:
+        return None
+    try:
+        lo, hi = (float(b) for b in bounds)
+    except (TypeError, ValueError):
+        raise ConfigError(f"Reward {reward_name(reward)!r} declares bounds={bounds!r}; declare a pair of numbers "
+                          "(lo, hi), or None.") from None
+    if not (math.isfinite(lo) and math.isfinite(hi) and lo <= hi):
+        raise ConfigError(f"Reward {reward_name(reward)!r} declares bounds=({lo}, {hi}); they must be finite with "
+                          "lo ≤ hi.")
+    return lo, hi
 
 
 def checked_scores(
@@ -65,7 +83,24 @@ def checked_scores(
                 f"Reward {name!r} returned {value} at index {i} (response {responses[i][:60]!r}). "
                 "Scores must be finite; clip or replace NaN/inf inside the reward."
             )
+    _require_within_bounds(reward, scores, responses, name)
     return scores
+
+
+def _require_within_bounds(reward, scores: list[float], responses: Sequence[str], name: str) -> None:
+    """A declared range is a promise decoders rely on to skip candidates, so a score outside it is an
+    error, not a rounding detail (float slack of 1e-6 of the range is allowed)."""
+    bounds = reward_bounds(reward)
+    if bounds is None:
+        return
+    lo, hi = bounds
+    slack = 1e-6 * max(1.0, hi - lo)
+    for i, value in enumerate(scores):
+        if not lo - slack <= value <= hi + slack:
+            raise RewardError(
+                f"Reward {name!r} returned {value} at index {i} (response {responses[i][:60]!r}), outside the "
+                f"bounds ({lo:g}, {hi:g}) it declares. Fix its bounds attribute, or clip its scores to them."
+            )
 
 
 def _as_floats(raw, name: str) -> list[float]:
@@ -83,11 +118,14 @@ def _as_floats(raw, name: str) -> list[float]:
 class CallableReward:
     """Any callable ``fn(prompts, responses) -> scores`` as a ``Reward``."""
 
-    def __init__(self, fn: Callable[[list[str], list[str]], Sequence[float]], name: str | None = None):
+    def __init__(self, fn: Callable[[list[str], list[str]], Sequence[float]], name: str | None = None,
+                 bounds: tuple[float, float] | None = None):
         if not callable(fn):
             raise ConfigError(f"{fn!r} is not callable. Pass a function (prompts, responses) -> scores.")
         self.fn = fn
         self.name = name or getattr(fn, "__name__", None) or type(fn).__name__
+        self.bounds = bounds
+        reward_bounds(self)  # a malformed range is refused here, not at the first score
 
     def score(self, prompts, responses):
         return self.fn(list(prompts), list(responses))
@@ -104,6 +142,15 @@ class WeightedSum:
                 raise ConfigError(f"Weight {weight!r} is not a finite number. Use e.g. (0.5, reward).")
         self.terms = [(float(w), r) for w, r in terms]
         self.name = name or "+".join(reward_name(r) if w == 1 else f"{w:g}*{reward_name(r)}" for w, r in self.terms)
+
+    @property
+    def bounds(self) -> tuple[float, float] | None:
+        """Σ w·[lo, hi] over the terms (ends swapped for a negative weight); None if a term declares none."""
+        ranges = [reward_bounds(term) for _, term in self.terms]
+        if any(r is None for r in ranges):
+            return None
+        ends = [sorted((w * lo, w * hi)) for (w, _), (lo, hi) in zip(self.terms, ranges)]
+        return sum(lo for lo, _ in ends), sum(hi for _, hi in ends)
 
     def score(self, prompts, responses):
         total = [0.0] * len(responses)

@@ -126,6 +126,7 @@ class HarmlessReward:
     """
 
     name = "harmless"
+    bounds = (0.0, 1.0)
     #: Units of the squash per standard deviation of the training scores (tuned on dev, docs/reward.md).
     SHARPNESS = 4.0
 

@@ -1,0 +1,46 @@
+"""Exact pruning for greedy selection: which top-k candidates can still be π_alg's argmax.
+
+When every value lies in a known range [lo, hi] (a mean of rewards that declare their bounds), a
+candidate z loses to the prior's favourite z* whatever the values once
+``log π(z) + α·hi < log π(z*) + α·lo``: its prior trails by more than α·(hi − lo). Its value need not be
+estimated, and a state left with one possible winner needs no rollout at all. The choice is the one the
+unpruned decoder makes; the trace shows no Q̂ for the pruned candidates and π_alg over the others.
+"""
+
+from __future__ import annotations
+
+import math
+
+import torch
+
+from .protocol import SELECT_GREEDY
+
+
+def can_win(prior: torch.Tensor, alpha: float, bounds: tuple[float, float]) -> torch.Tensor:
+    """(A, k) bool from (A, k) prior log-probs: the candidates that can still be the argmax."""
+    lo, hi = bounds
+    best = prior.max(-1, keepdim=True).values  # (A, 1) log π(z*)
+    slack = 1e-9 * (1 + alpha * (hi - lo))  # float rounding must never prune a candidate that ties
+    return prior + alpha * hi >= best + alpha * lo - slack
+
+
+def winners(prior: torch.Tensor, settings, estimator) -> torch.Tensor | None:
+    """``can_win`` when pruning applies: ``settings.prune``, greedy selection, and an estimator that
+    declares ``value_bounds``; None (every candidate counts) otherwise."""
+    bounds = getattr(estimator, "value_bounds", None)
+    if not settings.prune or settings.selection != SELECT_GREEDY or bounds is None:
+        return None
+    return can_win(prior, settings.alpha, bounds)
+
+
+def needing_values(possible: torch.Tensor | None) -> torch.Tensor | None:
+    """The candidates whose Q̂ is needed: those that can win, in states where more than one can."""
+    return None if possible is None else possible & (possible.sum(-1, keepdim=True) > 1)
+
+
+def without_losers(logits: torch.Tensor, prior: torch.Tensor, possible: torch.Tensor | None) -> torch.Tensor:
+    """π_alg's logits with the candidates that cannot win at −inf; a lone possible winner, left unvalued
+    (NaN), keeps its prior so that it is the argmax."""
+    if possible is None:
+        return logits
+    return torch.where(possible, torch.where(logits.isnan(), prior, logits), -math.inf)
