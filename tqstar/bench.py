@@ -1,24 +1,33 @@
-"""``tqstar bench``: our decoder against a faithful re-implementation of the authors' per-step
-approach, and against the model's raw batched decoding, in one process on the same model object.
+"""``tqstar bench``: TQ* direct against a faithful re-implementation of the authors' per-step approach and
+against the model's raw batched decoding, in one process on the same model object.
 
-The authors' approach (docs/algorithm.md, "What --compat reproduces"): one prompt at
-a time; at every step a full forward pass over the prefix for the top-k, then one ``generate`` call
-that re-encodes the prefix for each of the k candidates and decodes H greedy tokens, then the texts
-are decoded and re-tokenised by the reward; score = α·reward + logit, argmax.
+Rows, at each number of prompts asked for: greedy decoding (the floor), our exact token-level decoder
+(the paper's settings: greedy rollouts, fixed horizon), the same with ``prune``, and blockwise decoding
+at each block size. Each row reports seconds per generated token, the speed-up over the authors' loop,
+rollout tokens/s against raw ``generate`` at the same number of rows, how many of its tokens agree with
+the exact decoder's, its mean reward and the process's peak memory so far.
+
+The authors' approach (docs/algorithm.md, "What --compat reproduces"): one prompt at a time; at every
+step a full forward pass over the prefix for the top-k, then one ``generate`` call that re-encodes the
+prefix for each of the k candidates and decodes H greedy tokens, then the texts are decoded and
+re-tokenised by the reward; score = α·reward + logit, argmax. Since it decodes one prompt at a time, its
+seconds per token do not depend on how many prompts there are: it is timed once, on ``authors_prompts``.
 """
 
 from __future__ import annotations
 
+import resource
+import statistics
 import time
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 
 import torch
 
 from .decoding.build import build_decoder
 from .decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
 from .decoding.roles import Roles
-from .options import at_least, between, check_field_types, option
 from .errors import ConfigError
+from .options import at_least, between, check_field_types, option
 
 BENCH_PROMPTS = (
     "How can I get better sleep when I work night shifts?",
@@ -29,6 +38,30 @@ BENCH_PROMPTS = (
     "Give me three tips for a job interview.",
     "Why is the sky blue?",
     "How should I start learning to play the guitar?",
+    "What is the difference between weather and climate?",
+    "How do I make a simple budget for the month?",
+    "Write a haiku about autumn rain.",
+    "How can I keep my houseplants alive in winter?",
+    "Explain recursion with a short example.",
+    "What should I pack for a weekend camping trip?",
+    "How do vaccines train the immune system?",
+    "Suggest a name for a bakery that sells sourdough bread.",
+    "How do I politely decline a meeting invitation?",
+    "What causes the seasons on Earth?",
+    "How can I improve my handwriting?",
+    "Write a two-sentence story about a lost umbrella.",
+    "What is a good way to learn new vocabulary in a foreign language?",
+    "How does a bicycle stay upright when it moves?",
+    "Give me a quick recipe for tomato soup.",
+    "How do I remove a coffee stain from a shirt?",
+    "Explain what an API is in simple terms.",
+    "How can I stay focused while studying at home?",
+    "What are the benefits of walking every day?",
+    "How do I write a good subject line for an email?",
+    "Why do cats purr?",
+    "How can I start saving for retirement in my twenties?",
+    "Describe a sunrise over the sea in three sentences.",
+    "How do I sort a dictionary by its values in Python?",
 )
 
 
@@ -38,61 +71,106 @@ class BenchConfig:
 
     top_k: int = option(10, "k candidates per step.")
     horizon: int = option(20, "H rollout tokens after each candidate (the paper's 20).")
-    new_tokens: int = option(12, "Tokens generated per response.")
-    batch: int = option(8, f"Prompts in the throughput run (at most {len(BENCH_PROMPTS)}).")
+    alpha: float = option(1.0, "α of every value-guided row and of the authors' score (the paper's 1).")
+    new_tokens: int = option(64, "Tokens generated per response (the paper uses 128).")
+    prompts: list[str] = option(["1", "8"], f"Numbers of prompts decoded together, one set of rows each "
+                                            f"(each at most {len(BENCH_PROMPTS)}).")
+    blocks: list[str] = option(["4", "8"], "Block sizes B of the blockwise rows.")
+    authors_prompts: int = option(2, "Prompts the authors' one-prompt-at-a-time loop is timed on.")
     threads: int | None = option(None, "torch threads (default: torch's choice).")
 
     def __post_init__(self):
         check_field_types(self)
         for name, bound in (("top_k", "top_k"), ("horizon", "horizon"), ("new_tokens", "max_new_tokens")):
             between(name, getattr(self, name), 1, SIZE_BOUNDS[bound], SIZE_WHY)
-        at_least("batch", self.batch, 1)
-        if self.batch > len(BENCH_PROMPTS):
-            raise ConfigError(f"batch must be ≤ {len(BENCH_PROMPTS)} (the benchmark's prompts), got {self.batch}.")
+        between("alpha", self.alpha, 0, 1e4, "α·Q̂ overflows beyond it")
+        between("authors_prompts", self.authors_prompts, 1, len(BENCH_PROMPTS), "the benchmark's prompts")
+        self.prompt_counts = _whole_numbers("prompts", self.prompts, len(BENCH_PROMPTS))
+        self.block_sizes = _whole_numbers("blocks", self.blocks, 64)
         if self.threads is not None:
             at_least("threads", self.threads, 1)
 
 
+def _whole_numbers(name: str, texts: list[str], most: int) -> list[int]:
+    try:
+        numbers = [int(t) for t in texts]
+    except ValueError:
+        raise ConfigError(f"{name} takes whole numbers (repeat the flag for each), got {texts!r}.") from None
+    if any(not 1 <= n <= most for n in numbers):
+        raise ConfigError(f"{name} must each be between 1 and {most}, got {numbers}.")
+    return numbers
+
+
+@dataclass
+class Row:
+    label: str
+    seconds_per_token: float
+    rollout_tps: float | None
+    tokens: list[list[int]]
+    reward: float
+
+
 def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
-    """Time our decoder and the authors' approach on the same rollout model, at 1 and ``batch`` prompts."""
+    """Time greedy, our exact decoder (with and without pruning) and blockwise decoding at each number of
+    prompts, against the authors' approach and raw decoding on the same rollout model."""
     if bench.threads:
         torch.set_num_threads(bench.threads)
     roles = Roles.load(roles_config)
     rollout_model = roles.baseline  # tq-direct rolls out the baseline; the authors' code runs one model
-    config = DecodeConfig(method="tq-direct", top_k=bench.top_k, num_rollouts=1, horizon=bench.horizon,
-                          fixed_horizon=True, rollout_temperature=0.0, max_new_tokens=bench.new_tokens,
-                          batch_size=bench.batch)
-    ours = build_decoder(config, roles)
-    authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens)
-    ours.generate(BENCH_PROMPTS[:1])  # warm-up: first-call allocations and reward model loading
+    exact = DecodeConfig(method="tq-direct", top_k=bench.top_k, alpha=bench.alpha, num_rollouts=1,
+                         horizon=bench.horizon, fixed_horizon=True, rollout_temperature=0.0,
+                         max_new_tokens=bench.new_tokens)
+    authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
+    build_decoder(replace(exact, max_new_tokens=2), roles).generate(BENCH_PROMPTS[:1])  # warm-up: loads, allocations
     print(f"rollout model {rollout_model.name}, dtype {next(rollout_model.model.parameters()).dtype}, torch threads "
-          f"{torch.get_num_threads()}, k={bench.top_k}, N=1, H={bench.horizon}, {bench.new_tokens} new tokens "
-          "per response\n")
-    print("| run | prompts | ours s/token | authors s/token | speed-up | ours rollout tok/s "
-          "| raw decode tok/s (batch) | rollout / raw |")
-    print("|---|---|---|---|---|---|---|---|")
-    for label, prompts in (("latency", BENCH_PROMPTS[:1]), ("throughput", BENCH_PROMPTS[:bench.batch])):
-        ours_spt, rollout_tps = _time_ours(ours, rollout_model, list(prompts))
-        authors_spt = authors.seconds_per_token(list(prompts))
-        rows = len(prompts) * bench.top_k
-        raw_tps = raw_decode_throughput(rollout_model, rows, bench.horizon)
-        print(f"| {label} | {len(prompts)} | {ours_spt:.3f} | {authors_spt:.3f} | {authors_spt / ours_spt:.2f}× "
-              f"| {rollout_tps:.0f} | {raw_tps:.0f} ({rows}) | {rollout_tps / raw_tps:.0%} |", flush=True)
+          f"{torch.get_num_threads()}, k={bench.top_k}, N=1, H={bench.horizon}, α={bench.alpha:g}, "
+          f"{bench.new_tokens} new tokens per response", flush=True)
+    authors_spt = authors.seconds_per_token(list(BENCH_PROMPTS[:bench.authors_prompts]))
+    print(f"authors' per-step approach: {authors_spt:.3f} s/token (timed on {bench.authors_prompts} prompt(s), "
+          "one at a time)\n")
+    print("| prompts | decoder | s/token | speed-up vs authors | rollout tok/s | raw decode tok/s (rows) "
+          "| rollout / raw | tokens as exact | mean reward | peak RSS GiB |")
+    print("|---|---|---|---|---|---|---|---|---|---|")
+    for count in bench.prompt_counts:
+        prompts = list(BENCH_PROMPTS[:count])
+        raw_tps = raw_decode_throughput(rollout_model, count * bench.top_k, bench.horizon)
+        variants = [("greedy", replace(exact, method="greedy")), ("exact", exact),
+                    ("exact + prune", replace(exact, prune=True))]
+        variants += [(f"block {b}", replace(exact, block_size=b)) for b in bench.block_sizes]
+        reference = None
+        for label, config in variants:
+            row = _time(label, build_decoder(replace(config, batch_size=count), roles), rollout_model, prompts)
+            reference = row.tokens if label == "exact" else reference
+            print(_format(row, count, authors_spt, raw_tps, count * bench.top_k, reference), flush=True)
     return 0
 
 
-def _time_ours(decoder, rollout_model, prompts: list[str]) -> tuple[float, float]:
-    """Seconds per generated token, and the rollout model's rollout tokens per second."""
+def _time(label: str, decoder, rollout_model, prompts: list[str]) -> Row:
     tokens0, seconds0 = rollout_model.rollout_tokens, rollout_model.rollout_seconds
     started = time.perf_counter()
     results = decoder.generate(prompts)
     elapsed = time.perf_counter() - started
-    generated = sum(len(r.token_ids) for r in results)
     rollout_seconds = rollout_model.rollout_seconds - seconds0
-    if rollout_seconds <= 0:
-        raise ConfigError(f"The rollout model {rollout_model.name!r} ran no rollouts; the benchmark times tq-direct, "
-                          "which rolls out the baseline. Check --baseline.")
-    return elapsed / generated, (rollout_model.rollout_tokens - tokens0) / rollout_seconds
+    rollout_tps = None  # greedy decodes the reference, with no rollouts (even when it is the rollout model)
+    if rollout_seconds > 0 and label != "greedy":
+        rollout_tps = (rollout_model.rollout_tokens - tokens0) / rollout_seconds
+    return Row(label, elapsed / sum(len(r.token_ids) for r in results), rollout_tps,
+               [r.token_ids for r in results], statistics.fmean(r.reward for r in results))
+
+
+def _format(row: Row, count: int, authors_spt: float, raw_tps: float, rows: int, exact_tokens) -> str:
+    rollout = "–" if row.rollout_tps is None else f"{row.rollout_tps:.0f}"
+    ratio = "–" if row.rollout_tps is None else f"{row.rollout_tps / raw_tps:.0%}"
+    agree = "–" if exact_tokens is None else f"{_agreement(row.tokens, exact_tokens):.0%}"
+    peak = resource.getrusage(resource.RUSAGE_SELF).ru_maxrss / 2**20  # Linux reports KiB
+    return (f"| {count} | {row.label} | {row.seconds_per_token:.3f} | {authors_spt / row.seconds_per_token:.2f}× "
+            f"| {rollout} | {raw_tps:.0f} ({rows}) | {ratio} | {agree} | {row.reward:.3f} | {peak:.2f} |")
+
+
+def _agreement(tokens: list[list[int]], exact: list[list[int]]) -> float:
+    """Share of the exact decoder's tokens that this row wrote at the same position of the same answer."""
+    same = sum(a == b for mine, theirs in zip(tokens, exact) for a, b in zip(mine, theirs))
+    return same / max(1, sum(len(t) for t in exact))
 
 
 class AuthorsPerStep:
