@@ -236,3 +236,14 @@ def test_pruned_decoding_writes_the_same_responses():
     full = pruning_decoder(MeanRolloutValue(spec()), 0.5, prune=False).generate(prompts)
     pruned = pruning_decoder(MeanRolloutValue(spec()), 0.5, prune=True).generate(prompts)
     assert [r.token_ids for r in pruned] == [r.token_ids for r in full]
+
+
+def test_repeated_rollout_texts_are_scored_once_with_the_same_values():
+    """Sampled rollouts on the tiny tree repeat texts; each distinct text is scored once, values unchanged."""
+    counting = CountingReward()
+    spec = lambda reward: RolloutSpec(TabularLM.random(seed=2), REFERENCE, reward, num_rollouts=40, horizon=None,
+                                      temperature=1.0, generator=torch.Generator().manual_seed(5))
+    once = MeanRolloutValue(spec(counting)).estimate(all_candidates(STATES)).values
+    every = MeanRolloutValue(spec(BOUNDED_R)).estimate(all_candidates(STATES)).values
+    assert once == pytest.approx(every, abs=1e-12)
+    assert counting.scored <= len(responses()) * len(STATES)  # distinct texts, not 40 × 12 rollouts

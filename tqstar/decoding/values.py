@@ -144,16 +144,28 @@ def score_rollouts(spec: RolloutSpec, query: ValueQuery) -> RolloutScores:
     rollouts = _rollouts_shared(spec, query) if shared else _rollouts_by_text(spec, query)
     texts = [text for row in rollouts for cand in row for text in cand[0]]
     prompts = [p for p in query.prompts for _ in range(k * N)]
-    rewards = torch.tensor(checked_scores(spec.reward, prompts, texts), dtype=torch.float64).view(B, k, N)
+    rewards = torch.tensor(unique_scores(spec.reward, prompts, texts), dtype=torch.float64).view(B, k, N)
     log_ratio = torch.zeros_like(rewards)
     if spec.baseline_reward is not None:
-        baseline = torch.tensor(checked_scores(spec.baseline_reward, prompts, texts), dtype=torch.float64)
+        baseline = torch.tensor(unique_scores(spec.baseline_reward, prompts, texts), dtype=torch.float64)
         log_ratio = (rewards - baseline.view(B, k, N)) / spec.beta
     elif spec.implicit_reference is not None:
         log_ratio = rewards / spec.beta - _implicit_log_ratio(spec, query, rollouts)
     if spec.weighted and spec.temperature > 0:
         log_ratio = log_ratio + _tempering_correction(spec, rollouts)
     return RolloutScores(rewards, log_ratio)
+
+
+def unique_scores(reward: Reward, prompts: list[str], texts: list[str]) -> list[float]:
+    """``checked_scores`` with each distinct (prompt, text) scored once: sampled rollouts of a short horizon
+    often repeat a text, and a reward is a function of the pair."""
+    slot: dict[tuple[str, str], int] = {}
+    for pair in zip(prompts, texts):
+        slot.setdefault(pair, len(slot))
+    if len(slot) == len(texts):
+        return checked_scores(reward, prompts, texts)
+    scores = checked_scores(reward, [p for p, _ in slot], [t for _, t in slot])
+    return [scores[slot[pair]] for pair in zip(prompts, texts)]
 
 
 def _tempering_correction(spec: RolloutSpec, rollouts) -> torch.Tensor:
