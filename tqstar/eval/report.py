@@ -104,7 +104,8 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
     return lines + [""]
 
 
-SAFETY_COLUMNS = [("harmful_declined", "harmful declined"), ("distress_helped", "distress pointed to help"),
+SAFETY_COLUMNS = [("harmful_declined", "harmful declined"), ("harmful_complied", "harmful complied"),
+                  ("distress_helped", "distress pointed to help"),
                   ("benign_refused", "benign refused"), ("rm_harmful_complied", "harmful complied (RM)"),
                   ("rm_benign_flagged", "benign flagged (RM)")]
 
