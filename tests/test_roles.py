@@ -55,3 +55,16 @@ def test_shipped_adapter_changes_the_reference_distribution(embedded):
     assert adapted.vocabulary == embedded.vocabulary
     variation = 0.5 * (adapted.next_token_logprobs(prefix).exp() - embedded.next_token_logprobs(prefix).exp()).abs().sum()
     assert 1e-3 < variation < 0.9  # merged LoRA: the same model, moved
+
+
+def test_int8_baseline_is_a_quantised_copy_that_leaves_the_reference_alone(tiny_model_dir):
+    roles = Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", int8_baseline=True))
+    assert roles.baseline is not roles.reference and roles.baseline.name.endswith("+int8")
+    assert roles.baseline.vocabulary == roles.reference.vocabulary
+    assert any("quantized" in type(m).__module__ for m in roles.baseline.model.modules())
+    assert not any("quantized" in type(m).__module__ for m in roles.reference.model.modules())
+    prefix = roles.reference.encode_prompt("Say hello.")
+    exact, quantised = roles.reference.next_token_logprobs([prefix]), roles.baseline.next_token_logprobs([prefix])
+    assert float((exact.exp() - quantised.exp()).abs().sum()) < 0.1  # close, not equal
+    out = roles.baseline.sample_continuations([prefix], [[5, 6]], 1, 3, 0.0)
+    assert [len(branch) for branch in out[0]] == [1, 1]

@@ -2,8 +2,8 @@
 against the model's raw batched decoding, in one process on the same model object.
 
 Rows, at each number of prompts asked for: greedy decoding (the floor), our exact token-level decoder
-(the paper's settings: greedy rollouts, fixed horizon), the same with ``prune``, and blockwise decoding
-at each block size. Each row reports seconds per generated token, the speed-up over the authors' loop,
+(the paper's settings: greedy rollouts, fixed horizon), the same with ``prune``, with ``--int8`` the same
+with an int8 baseline, and blockwise decoding at each block size. Each row reports seconds per generated token, the speed-up over the authors' loop,
 rollout tokens/s against raw ``generate`` at the same number of rows, how many of its tokens agree with
 the exact decoder's, its mean reward and the process's peak memory so far.
 
@@ -77,6 +77,7 @@ class BenchConfig:
                                             f"(each at most {len(BENCH_PROMPTS)}).")
     blocks: list[str] = option(["4", "8"], "Block sizes B of the blockwise rows.")
     authors_prompts: int = option(2, "Prompts the authors' one-prompt-at-a-time loop is timed on.")
+    int8: bool = option(False, "Add rows with the baseline quantised to int8 (--int8-baseline).")
     threads: int | None = option(None, "torch threads (default: torch's choice).")
 
     def __post_init__(self):
@@ -120,6 +121,11 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     exact = DecodeConfig(method="tq-direct", top_k=bench.top_k, alpha=bench.alpha, num_rollouts=1,
                          horizon=bench.horizon, fixed_horizon=True, rollout_temperature=0.0,
                          max_new_tokens=bench.new_tokens)
+    int8_roles = None
+    if bench.int8 and not roles_config.int8_baseline:
+        from .models.quantize import int8_copy
+
+        int8_roles = replace(roles, baseline=int8_copy(rollout_model))
     authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
     build_decoder(replace(exact, max_new_tokens=2), roles).generate(BENCH_PROMPTS[:1])  # warm-up: loads, allocations
     print(f"rollout model {rollout_model.name}, dtype {next(rollout_model.model.parameters()).dtype}, torch threads "
@@ -134,12 +140,15 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     for count in bench.prompt_counts:
         prompts = list(BENCH_PROMPTS[:count])
         raw_tps = raw_decode_throughput(rollout_model, count * bench.top_k, bench.horizon)
-        variants = [("greedy", replace(exact, method="greedy")), ("exact", exact),
-                    ("exact + prune", replace(exact, prune=True))]
-        variants += [(f"block {b}", replace(exact, block_size=b)) for b in bench.block_sizes]
+        variants = [("greedy", replace(exact, method="greedy"), roles), ("exact", exact, roles),
+                    ("exact + prune", replace(exact, prune=True), roles)]
+        if int8_roles is not None:
+            variants += [("exact + int8 baseline", exact, int8_roles),
+                         ("exact + prune + int8 baseline", replace(exact, prune=True), int8_roles)]
+        variants += [(f"block {b}", replace(exact, block_size=b), roles) for b in bench.block_sizes]
         reference = None
-        for label, config in variants:
-            row = _time(label, build_decoder(replace(config, batch_size=count), roles), rollout_model, prompts)
+        for label, config, used in variants:
+            row = _time(label, build_decoder(replace(config, batch_size=count), used), used.baseline, prompts)
             reference = row.tokens if label == "exact" else reference
             print(_format(row, count, authors_spt, raw_tps, count * bench.top_k, reference), flush=True)
     return 0

@@ -177,6 +177,9 @@ class RolesConfig:
     device: str | None = option(None, "Device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1.")
     dtype: str | None = option(None, "Model dtype: auto (bfloat16 on CUDA, float32 on CPU), float32, "
                                      "float16, bfloat16.")
+    int8_baseline: bool = option(False, "Run the baseline (the model TQ* rolls out) with int8 dynamic quantisation "
+                                        "of its linear layers: about 2× faster rollouts on a CPU, slightly "
+                                        "different values (docs/benchmarks.md). CPU only.")
 
     def __post_init__(self):
         check_field_types(self)

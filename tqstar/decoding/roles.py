@@ -41,6 +41,10 @@ class Roles:
             _require_adapter_of(baseline_spec, config.reference)
         reference = load_language_model(config.reference, config.device, config.dtype)
         baseline = load_language_model(baseline_spec, config.device, config.dtype) if baseline_spec else reference
+        if config.int8_baseline:
+            from ..models.quantize import int8_copy  # torch, loaded with the models
+
+            baseline = int8_copy(baseline)  # a copy: the reference keeps its own weights even when it is the baseline
         reward = load_reward(config.reward, device=config.device)
         baseline_reward = None if config.baseline_reward in (None, "", IMPLICIT) else load_reward(
             config.baseline_reward, device=config.device)
