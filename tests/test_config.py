@@ -36,6 +36,8 @@ from tqstar.errors import ConfigError
     ({"block_size": 2.5}, r"block_size must be a whole number, got 2\.5\. Pass e\.g\. 2"),
     ({"block_size": "four"}, "block_size must be a number, got 'four'"),
     ({"compat": True, "block_size": 4}, r"block_size=4 \(compat: 1\)"),
+    ({"prune": True, "selection": "sample"}, "selection='sample' draws from every candidate"),
+    ({"prune": True, "block_size": 4}, "with --block-size it is not implemented"),
 ])
 def test_out_of_range_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):

@@ -68,3 +68,8 @@ def test_int8_baseline_is_a_quantised_copy_that_leaves_the_reference_alone(tiny_
     assert float((exact.exp() - quantised.exp()).abs().sum()) < 0.1  # close, not equal
     out = roles.baseline.sample_continuations([prefix], [[5, 6]], 1, 3, 0.0)
     assert [len(branch) for branch in out[0]] == [1, 1]
+
+
+def test_int8_baseline_refuses_weights_that_are_not_float32(tiny_model_dir):
+    with pytest.raises(ConfigError, match="quantises float32 weights.*bfloat16"):
+        Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", dtype="bfloat16", int8_baseline=True))

@@ -85,6 +85,7 @@ class BenchConfig:
         for name, bound in (("top_k", "top_k"), ("horizon", "horizon"), ("new_tokens", "max_new_tokens")):
             between(name, getattr(self, name), 1, SIZE_BOUNDS[bound], SIZE_WHY)
         between("alpha", self.alpha, 0, 1e4, "α·Q̂ overflows beyond it")
+        at_least("horizon", self.horizon, 2)  # raw decoding's rate is timed from the tokens after the first
         between("authors_prompts", self.authors_prompts, 1, len(BENCH_PROMPTS), "the benchmark's prompts")
         self.prompt_counts = _whole_numbers("prompts", self.prompts, len(BENCH_PROMPTS))
         self.block_sizes = _whole_numbers("blocks", self.blocks, 64)

@@ -120,6 +120,17 @@ class DecodeConfig:
         if self.rollouts > 1 and self.rollout_temp == 0:
             raise ConfigError(f"num_rollouts={self.rollouts} with greedy rollouts (rollout_temperature=0) "
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
+        if self.prune:
+            self._check_prune()
+
+    def _check_prune(self) -> None:
+        """--prune decides the argmax without some values: only the token decoder's greedy selection has one."""
+        if self.selection != SELECT_GREEDY:
+            raise ConfigError("--prune skips candidates that cannot be the argmax, but selection='sample' draws "
+                              "from every candidate. Drop --prune, or use selection='greedy'.")
+        if self.block_size > 1:
+            raise ConfigError("--prune works token by token; with --block-size it is not implemented. Drop one "
+                              "of them.")
 
     def _check_sizes(self) -> None:
         """Each size option from its least useful value to its bound."""

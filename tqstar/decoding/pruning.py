@@ -43,4 +43,5 @@ def without_losers(logits: torch.Tensor, prior: torch.Tensor, possible: torch.Te
     (NaN), keeps its prior so that it is the argmax."""
     if possible is None:
         return logits
-    return torch.where(possible, torch.where(logits.isnan(), prior, logits), -math.inf)
+    lone = possible & (possible.sum(-1, keepdim=True) == 1)  # an estimator's own NaN still reaches the check
+    return torch.where(possible, torch.where(lone, prior, logits), -math.inf)

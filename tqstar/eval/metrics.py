@@ -40,11 +40,11 @@ KL_PRUNED = "stepwise-pruned"
 
 
 def response_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:
-    """``method_kls``, named ``stepwise-pruned`` when --prune left candidates unvalued: π_alg renormalised
-    over the candidates that could win, a different distribution from the unpruned π_alg."""
+    """``method_kls``, named ``stepwise-pruned`` for a value-guided method run with --prune: π_alg there is
+    renormalised over the candidates that could win, a different distribution from the unpruned π_alg."""
     kls, estimator = method_kls(results, decode, roles)
-    pruned = any(math.isnan(v) for r in results for step in r.trace for v in step.values)
-    return kls, KL_PRUNED if pruned and estimator == KL_STEPWISE else estimator
+    pruned = decode.prune and method_of(decode.method).estimator is not None
+    return kls, KL_PRUNED if pruned and estimator in (KL_STEPWISE, KL_PATH) else estimator
 
 
 def method_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list[float], str]:

@@ -73,7 +73,8 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "states its response visits (stepwise-exact); Best-of-N: the analytic bound log N − (N−1)/N "
               "(best-of-n-bound); a model with another vocabulary than the reference: the one-sample "
               "log-ratio log π(y) − log ρ_ref(y) (path-log-ratio); a --block-size B decoder: the same sum over the "
-              "blocks it chose, π_alg over the candidate blocks against ρ_ref of each whole block (blockwise-exact). "
+              "blocks it chose, π_alg over the candidate blocks against ρ_ref of each whole block (blockwise-exact); "
+              "a --prune decoder: the stepwise sum with π_alg over the candidates that could win (stepwise-pruned). "
               "Definitions: docs/algorithm.md. "
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
               "all-MiniLM-L6-v2 embeddings.", ""]

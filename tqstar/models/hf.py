@@ -167,9 +167,8 @@ class HFLanguageModel(ChatTokenizer):
             token = torch.tensor(branches, device=self.device).repeat_interleave(num_samples, dim=1).reshape(-1)
             sampled = logprobs_next.gather(1, token[:, None]).squeeze(1)  # forced: counts as under ρ
         total = logprobs_next.gather(1, token[:, None]).squeeze(1)  # log ρ, temperature 1
-        R, steps = len(token), max(limits, default=0)
-        generated = torch.full((R, steps + 1), self.pad_token_id, dtype=torch.long, device=self.device)
-        generated[:, 0], length = token, torch.ones_like(token)
+        steps = max(limits, default=0)
+        generated, length = [token], torch.ones_like(token)  # one (R,) column per step taken
         eos = torch.tensor(sorted(self.eos_token_ids), device=self.device)
         batch = _RolloutBatch(_select_rows(state.cache, index), state.attention_mask[index],
                               state.next_position[index].clone(), limit, token, torch.isin(token, eos) | (limit <= 0))
@@ -188,10 +187,10 @@ class HFLanguageModel(ChatTokenizer):
             total[at] += torch.where(live, step_logprobs.gather(1, token[:, None]).squeeze(1), 0.0)
             sampled[at] += torch.where(live, _sampled_logprob(step_logprobs, token, temperature), 0.0)
             length[at] += live.long()
-            generated[at, step + 1] = token
+            generated.append(torch.full_like(generated[0], self.pad_token_id).index_put_((at,), token))
             batch.token = token
             batch.finished |= torch.isin(token, eos) | (batch.limit <= step + 1)
-        return _unflatten(generated, length, total, sampled if temperature != 1 else None,
+        return _unflatten(torch.stack(generated, 1), length, total, sampled if temperature != 1 else None,
                           len(rows), width, num_samples)
 
     def _score_rows(self, state: PrefixState, index: torch.Tensor, rows: list[list[int]]) -> list[float]:

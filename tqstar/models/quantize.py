@@ -24,6 +24,9 @@ def int8_copy(lm) -> HFLanguageModel:
     if lm.device.type != "cpu":
         raise ConfigError(f"--int8-baseline is a CPU option (dynamic int8 kernels), but the baseline runs on "
                           f"{lm.device}. Drop it, or use --dtype bfloat16 / float16 on a GPU.")
+    if lm.model.dtype != torch.float32:
+        raise ConfigError(f"--int8-baseline quantises float32 weights, but the baseline {lm.name!r} is loaded in "
+                          f"{lm.model.dtype}. Drop --dtype (float32 is the CPU default) or drop --int8-baseline.")
     with warnings.catch_warnings():
         # torch.ao's eager quantisation is deprecated in favour of torchao but still ships in the torch we pin
         # (2.13), with the fbgemm int8 CPU kernels this relies on; the warning would only alarm users

@@ -83,16 +83,15 @@ def checked_scores(
                 f"Reward {name!r} returned {value} at index {i} (response {responses[i][:60]!r}). "
                 "Scores must be finite; clip or replace NaN/inf inside the reward."
             )
-    _require_within_bounds(reward, scores, responses, name)
-    return scores
+    return _within_bounds(reward, scores, responses, name)
 
 
-def _require_within_bounds(reward, scores: list[float], responses: Sequence[str], name: str) -> None:
+def _within_bounds(reward, scores: list[float], responses: Sequence[str], name: str) -> list[float]:
     """A declared range is a promise decoders rely on to skip candidates, so a score outside it is an
-    error, not a rounding detail (float slack of 1e-6 of the range is allowed)."""
+    error; float slack of 1e-6 of the range is allowed and clamped away, so the promise holds exactly."""
     bounds = reward_bounds(reward)
     if bounds is None:
-        return
+        return scores
     lo, hi = bounds
     slack = 1e-6 * max(1.0, hi - lo)
     for i, value in enumerate(scores):
@@ -101,6 +100,7 @@ def _require_within_bounds(reward, scores: list[float], responses: Sequence[str]
                 f"Reward {name!r} returned {value} at index {i} (response {responses[i][:60]!r}), outside the "
                 f"bounds ({lo:g}, {hi:g}) it declares. Fix its bounds attribute, or clip its scores to them."
             )
+    return [min(hi, max(lo, value)) for value in scores]
 
 
 def _as_floats(raw, name: str) -> list[float]:

@@ -10,6 +10,8 @@ or Host check (401, 403) never reach a route and are not counted.
 
 from __future__ import annotations
 
+import math
+
 from prometheus_client import CONTENT_TYPE_LATEST, CollectorRegistry, Counter, Gauge, Histogram, generate_latest
 
 SECONDS = (0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 20, 30, 60, 120, 300)
@@ -71,6 +73,7 @@ class ServeMetrics:
 
 
 def mean_ess(trace: list[dict] | None) -> float | None:
-    """The mean ESS over an answer's steps and candidates, or None when its estimator has no weights."""
-    values = [e for step in trace or () for e in step.get("ess") or () if e is not None]
+    """The mean ESS over an answer's steps and candidates, or None when its estimator has no weights.
+    Candidates --prune left unvalued have no ESS (NaN, or null once written) and are skipped."""
+    values = [e for step in trace or () for e in step.get("ess") or () if e is not None and math.isfinite(e)]
     return sum(values) / len(values) if values else None
