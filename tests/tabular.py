@@ -12,6 +12,7 @@ from itertools import product
 import torch
 
 from tqstar.models import Continuation, per_prefix
+from tqstar.rewards import CallableReward
 
 EOS, LETTERS, MAX_TOKENS = 0, "abc", 4
 VOCAB = 1 + len(LETTERS)
@@ -146,3 +147,19 @@ def expectation(dist: dict[tuple[int, ...], float], prefix, fn) -> float:
 
 def distribution_of(model: TabularLM) -> dict[tuple[int, ...], float]:
     return {y: math.exp(model.logprob((), y)) for y in responses()}
+
+
+# The rewards the oracle tests align to: a target r and the baseline's r_BL, functions of the text.
+def target_reward(s: str) -> float:
+    return 0.9 * s.count("a") - 0.6 * s.count("c") + 0.5 * s.endswith("b") + 0.2 * len(s)
+
+
+def baseline_reward(s: str) -> float:
+    return 0.7 * s.count("b") - 0.4 * s.count("a") + 0.3 * s.startswith("c")
+
+
+def as_reward(fn, name):
+    return CallableReward(lambda prompts, texts: [fn(t) for t in texts], name)
+
+
+R, R_BL = as_reward(target_reward, "target"), as_reward(baseline_reward, "baseline")

@@ -7,7 +7,7 @@ import math
 import pytest
 import torch
 
-from tabular import EOS, MAX_TOKENS, VOCAB, TabularLM, aligned, responses, text
+from tabular import EOS, MAX_TOKENS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, responses, target_reward, text
 from tqstar.decoding import BlockwiseDecoder, DecodeConfig, Roles, ValueGuidedDecoder, build_decoder
 from tqstar.eval.metrics import KL_BLOCKWISE, KL_STEPWISE, response_kls
 from tqstar.models import load_language_model
@@ -17,19 +17,6 @@ BETA, ALPHA, H = 0.8, 2.0, 3
 STATES = [(), (1,), (3,)]  # y_<t of the states under test
 
 
-def target_reward(s: str) -> float:
-    return 0.9 * s.count("a") - 0.6 * s.count("c") + 0.5 * s.endswith("b") + 0.2 * len(s)
-
-
-def baseline_reward(s: str) -> float:
-    return 0.7 * s.count("b") - 0.4 * s.count("a") + 0.3 * s.startswith("c")
-
-
-def as_reward(fn, name):
-    return CallableReward(lambda prompts, texts: [fn(t) for t in texts], name)
-
-
-R, R_BL = as_reward(target_reward, "target"), as_reward(baseline_reward, "baseline")
 REFERENCE, BASELINE = TabularLM.random(seed=1), TabularLM.random(seed=2)
 ROLES = Roles(REFERENCE, BASELINE, R)
 

@@ -6,7 +6,8 @@ import math
 import pytest
 import torch
 
-from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, expectation, responses, text
+from tabular import (EOS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, distribution_of, expectation,
+                     responses, target_reward, text)
 from tqstar.decoding import DecodingSettings, ValueGuidedDecoder
 from tqstar.rewards import CallableReward
 from tqstar.decoding import (IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue,
@@ -15,19 +16,6 @@ from tqstar.decoding import (IndirectValue, MeanRolloutValue, PartialReward, Rol
 BETA = 0.8
 
 
-def target_reward(s: str) -> float:
-    return 0.9 * s.count("a") - 0.6 * s.count("c") + 0.5 * s.endswith("b") + 0.2 * len(s)
-
-
-def baseline_reward(s: str) -> float:
-    return 0.7 * s.count("b") - 0.4 * s.count("a") + 0.3 * s.startswith("c")
-
-
-def as_reward(fn, name):
-    return CallableReward(lambda prompts, texts: [fn(t) for t in texts], name)
-
-
-R, R_BL = as_reward(target_reward, "target"), as_reward(baseline_reward, "baseline")
 REFERENCE = TabularLM.random(seed=1)
 RHO_STAR = aligned(REFERENCE, target_reward, BETA)
 STATES = [(), (1,), (2, 3)]  # y_<t of the states s_t under test
