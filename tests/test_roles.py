@@ -68,6 +68,9 @@ def test_int8_baseline_is_a_quantised_copy_that_leaves_the_reference_alone(tiny_
     assert float((exact.exp() - quantised.exp()).abs().sum()) < 0.1  # close, not equal
     out = roles.baseline.sample_continuations([prefix], [[5, 6]], 1, 3, 0.0)
     assert [len(branch) for branch in out[0]] == [1, 1]
+    again = Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", int8_baseline=True))
+    assert again.baseline is roles.baseline  # quantised once per source model
+    assert roles.baseline.source_network is roles.reference.model  # what the audit log fingerprints
 
 
 def test_int8_baseline_refuses_weights_that_are_not_float32(tiny_model_dir):

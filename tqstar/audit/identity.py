@@ -32,7 +32,8 @@ def roles_identity(roles: Roles) -> dict:
 def model_identity(model) -> dict:
     """A model's name, hub revision when it has one, and a fingerprint of its weights (local models)."""
     identity = {"name": model.name}
-    network = getattr(model, "model", None)  # a transformers module behind HFLanguageModel; remote models have none
+    # a transformers module behind HFLanguageModel (an int8 copy's fp32 source); remote models have none
+    network = getattr(model, "source_network", None) or getattr(model, "model", None)
     if network is None:
         return identity
     revision = getattr(getattr(network, "config", None), "_commit_hash", None)

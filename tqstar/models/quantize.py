@@ -9,13 +9,21 @@ quantisation, x86 and ARM CPUs). docs/benchmarks.md measures its speed and its e
 from __future__ import annotations
 
 import warnings
+import weakref
 
 from ..errors import ConfigError
 from .hf import HFLanguageModel
 
 
+#: One quantised copy per source model, so that repeated ``Roles.load`` calls (a ``tqstar.generate`` per
+#: call, a server's requests) quantise once; weak keys let a source model and its copy be freed together.
+_COPIES: "weakref.WeakKeyDictionary[HFLanguageModel, HFLanguageModel]" = weakref.WeakKeyDictionary()
+
+
 def int8_copy(lm) -> HFLanguageModel:
-    """A new ``HFLanguageModel`` over an int8-quantised copy of ``lm``'s weights; ``lm`` is untouched."""
+    """An ``HFLanguageModel`` over an int8-quantised copy of ``lm``'s weights; ``lm`` is untouched. Its
+    ``source_network`` is ``lm``'s, whose weights the audit log fingerprints (packed int8 weights are not
+    parameters)."""
     import torch
 
     if not isinstance(lm, HFLanguageModel):
@@ -24,6 +32,8 @@ def int8_copy(lm) -> HFLanguageModel:
     if lm.device.type != "cpu":
         raise ConfigError(f"--int8-baseline is a CPU option (dynamic int8 kernels), but the baseline runs on "
                           f"{lm.device}. Drop it, or use --dtype bfloat16 / float16 on a GPU.")
+    if lm in _COPIES:
+        return _COPIES[lm]
     if lm.model.dtype != torch.float32:
         raise ConfigError(f"--int8-baseline quantises float32 weights, but the baseline {lm.name!r} is loaded in "
                           f"{lm.model.dtype}. Drop --dtype (float32 is the CPU default) or drop --int8-baseline.")
@@ -33,4 +43,7 @@ def int8_copy(lm) -> HFLanguageModel:
         warnings.simplefilter("ignore", DeprecationWarning)
         warnings.filterwarnings("ignore", message=".*quantize_per_tensor.*")
         quantized = torch.ao.quantization.quantize_dynamic(lm.model, {torch.nn.Linear}, dtype=torch.qint8)
-    return HFLanguageModel(quantized, lm.tokenizer, name=f"{lm.name}+int8", chat_template=lm.use_chat_template)
+    copy = HFLanguageModel(quantized, lm.tokenizer, name=f"{lm.name}+int8", chat_template=lm.use_chat_template)
+    copy.source_network = lm.model
+    _COPIES[lm] = copy
+    return copy
