@@ -30,7 +30,7 @@ class StepDistribution:
     candidates: torch.Tensor  # (A, k) token ids
     prior: torch.Tensor  # (A, k) log π_prior(z | s_t)
     values: torch.Tensor  # (A, k) Q̂(s_t, z)
-    logits: torch.Tensor  # (A, k) log π_prior + α·Q̂
+    logits: torch.Tensor  # (A, k) log π_prior + α·Q̂; −inf for candidates --prune ruled out
     estimate: ValueEstimate | None
 
     @property
