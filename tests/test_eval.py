@@ -193,7 +193,7 @@ def test_report_renders_tables_and_plots_and_links_each_prompt_to_its_responses_
     for name in ("reward.png", "win_tie.png", "reward_vs_kl.png", "reward_vs_compute.png", "report.html"):
         assert (tmp_path / name).stat().st_size > 1000, name
     assert "| tq[alpha=0] | 2 |" in markdown and "Win-tie rate" in markdown
-    assert "## Safety on the shipped prompts" in markdown and "| greedy | – | – | 0% (2) |" in markdown
+    assert "## Safety on the shipped prompts" in markdown and "| greedy | – | – | – | 0% (2) |" in markdown
     html = (tmp_path / "report.html").read_text()
     assert html.count("data:image/png;base64,") == 4 and "<table>" in html
     summary = json.loads((tmp_path / "summary.json").read_text())

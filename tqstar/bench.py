@@ -27,6 +27,7 @@ from .decoding.build import build_decoder
 from .decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
 from .decoding.roles import Roles
 from .errors import ConfigError
+from .models.quantize import int8_copy
 from .options import at_least, between, check_field_types, option
 
 BENCH_PROMPTS = (
@@ -124,8 +125,6 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
                          max_new_tokens=bench.new_tokens)
     int8_roles = None
     if bench.int8 and not roles_config.int8_baseline:
-        from .models.quantize import int8_copy
-
         int8_roles = replace(roles, baseline=int8_copy(rollout_model))
     authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
     build_decoder(replace(exact, max_new_tokens=2), roles).generate(BENCH_PROMPTS[:1])  # warm-up: loads, allocations
@@ -161,8 +160,8 @@ def _time(label: str, decoder, rollout_model, prompts: list[str]) -> Row:
     results = decoder.generate(prompts)
     elapsed = time.perf_counter() - started
     rollout_seconds = rollout_model.rollout_seconds - seconds0
-    rollout_tps = None  # greedy decodes the reference, with no rollouts (even when it is the rollout model)
-    if rollout_seconds > 0 and label != "greedy":
+    rollout_tps = None  # a decoder without an estimator (greedy) runs no rollouts, even on the rollout model
+    if rollout_seconds > 0 and getattr(decoder, "estimator", None) is not None:
         rollout_tps = (rollout_model.rollout_tokens - tokens0) / rollout_seconds
     return Row(label, elapsed / sum(len(r.token_ids) for r in results), rollout_tps,
                [r.token_ids for r in results], statistics.fmean(r.reward for r in results))

@@ -13,7 +13,7 @@ import math
 
 import torch
 
-from .protocol import SELECT_GREEDY
+from .protocol import SELECT_GREEDY, ValueQuery
 
 
 def can_win(prior: torch.Tensor, alpha: float, bounds: tuple[float, float]) -> torch.Tensor:
@@ -45,3 +45,25 @@ def without_losers(logits: torch.Tensor, prior: torch.Tensor, possible: torch.Te
         return logits
     lone = possible & (possible.sum(-1, keepdim=True) == 1)  # an estimator's own NaN still reaches the check
     return torch.where(possible, torch.where(lone, prior, logits), -math.inf)
+
+
+def active_pairs(query: ValueQuery) -> list[tuple[int, int]] | None:
+    """The (state, candidate) pairs to value when the query leaves some out, else None (value them all)."""
+    if query.active is None or bool(query.active.all()):
+        return None
+    return [tuple(pair) for pair in query.active.nonzero().tolist()]
+
+
+def pairs_query(query: ValueQuery, pairs: list[tuple[int, int]]) -> ValueQuery:
+    """The chosen pairs as a query of their own: one state per pair, holding its one candidate."""
+    return ValueQuery([query.prompts[b] for b, _ in pairs], [query.responses[b] for b, _ in pairs],
+                      query.candidates[[b for b, _ in pairs], [j for _, j in pairs]][:, None],
+                      None if query.budgets is None else [query.budgets[b] for b, _ in pairs])
+
+
+def scattered(per_pair: torch.Tensor, pairs: list[tuple[int, int]], shape: tuple[int, ...]) -> torch.Tensor:
+    """(P, 1, ...) results of a pairs query put back at their (state, candidate) places; NaN elsewhere."""
+    out = torch.full(shape, math.nan, dtype=torch.float64)
+    if pairs:
+        out[[b for b, _ in pairs], [j for _, j in pairs]] = per_pair[:, 0].to(torch.float64)
+    return out

@@ -8,6 +8,7 @@ from ..errors import ConfigError
 from ..models.baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adapter_metadata, shipped_adapter_path
 from ..models.loader import load_language_model
 from ..models.protocol import LanguageModel
+from ..models.quantize import int8_copy
 from ..models.spec import EMBEDDED_NAMES, same_model
 from ..options import check_choice
 from ..rewards.loading import load_reward
@@ -42,8 +43,6 @@ class Roles:
         reference = load_language_model(config.reference, config.device, config.dtype)
         baseline = load_language_model(baseline_spec, config.device, config.dtype) if baseline_spec else reference
         if config.int8_baseline:
-            from ..models.quantize import int8_copy  # torch, loaded with the models
-
             baseline = int8_copy(baseline)  # a copy: the reference keeps its own weights even when it is the baseline
         reward = load_reward(config.reward, device=config.device)
         baseline_reward = None if config.baseline_reward in (None, "", IMPLICIT) else load_reward(

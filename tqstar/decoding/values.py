@@ -20,6 +20,7 @@ from ..errors import ConfigError
 from ..models.protocol import LanguageModel, require_shared_vocabulary
 from ..rewards.protocol import Reward, checked_scores, reward_bounds
 from .protocol import ValueEstimate, ValueQuery
+from .pruning import active_pairs, pairs_query, scattered
 
 #: Rollout rows (candidates × rollouts) of one prefix sampled together; larger N is sampled in chunks.
 ROLLOUT_ROWS_BOUND = 1024
@@ -47,28 +48,6 @@ def candidate_texts(text_model: LanguageModel, query: ValueQuery) -> list[list[s
         [text_model.decode([*response, z]) for z in row]
         for response, row in zip(query.responses, query.candidates.tolist())
     ]
-
-
-def active_pairs(query: ValueQuery) -> list[tuple[int, int]] | None:
-    """The (state, candidate) pairs to value when the query leaves some out, else None (value them all)."""
-    if query.active is None or bool(query.active.all()):
-        return None
-    return [tuple(pair) for pair in query.active.nonzero().tolist()]
-
-
-def pairs_query(query: ValueQuery, pairs: list[tuple[int, int]]) -> ValueQuery:
-    """The chosen pairs as a query of their own: one state per pair, holding its one candidate."""
-    return ValueQuery([query.prompts[b] for b, _ in pairs], [query.responses[b] for b, _ in pairs],
-                      query.candidates[[b for b, _ in pairs], [j for _, j in pairs]][:, None],
-                      None if query.budgets is None else [query.budgets[b] for b, _ in pairs])
-
-
-def scattered(per_pair: torch.Tensor, pairs: list[tuple[int, int]], shape: tuple[int, ...]) -> torch.Tensor:
-    """(P, 1, ...) results of a pairs query put back at their (state, candidate) places; NaN elsewhere."""
-    out = torch.full(shape, math.nan, dtype=torch.float64)
-    if pairs:
-        out[[b for b, _ in pairs], [j for _, j in pairs]] = per_pair[:, 0].to(torch.float64)
-    return out
 
 
 class PartialReward:
