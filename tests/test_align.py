@@ -6,7 +6,8 @@ import json
 import pytest
 
 import tqstar.align.run as align_run
-from tqstar.align import AlignConfig, build_pairs, check_same_run, dev_source, dpo_models, round_prompts, run_align
+from tqstar.align import (AlignConfig, build_pairs, check_same_run, dev_source, dpo_models, given_pairs,
+                          round_prompts, run_align)
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward
@@ -76,6 +77,9 @@ def test_dev_reward_is_measured_on_a_dev_split_never_on_the_training_file(tmp_pa
     ({"output": "x", "rounds": 51}, r"rounds must be ≤ 50 \(each round samples and trains again.*Set rounds to 50"),
     ({"output": "x", "rounds": 2.5}, "rounds"),
     ({"output": "x", "prompts_per_round": 0}, "prompts_per_round must be ≥ 1"),
+    ({"output": "x", "pairs_per_prompt": 1}, "given pairs only.*--pairs SOURCE"),
+    ({"output": "x", "pairs": "tqstar", "pairs_per_prompt": 0}, "pairs_per_prompt must be ≥ 1"),
+    ({"output": "x", "pairs": " "}, "pairs is empty.*--pairs tqstar"),
 ])
 def test_bad_align_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -152,6 +156,32 @@ def test_a_continued_adapter_trains_against_the_plain_reference(tiny_model_dir, 
     assert dpo_models(str(tiny_model_dir))[1] is None  # a fresh adapter: TRL switches it off for ρ_ref
 
 
+def _write_pairs(path, prompts=("p1", "p2", "p3"), per_prompt=3, heldout=1):
+    rows = [{"prompt": prompt, "chosen": f"good {i}", "rejected": f"bad {i}", "split": "train"}
+            for prompt in prompts for i in range(per_prompt)]
+    rows += [{"prompt": "held", "chosen": "good", "rejected": "bad", "split": "heldout"}] * heldout
+    path.write_text("".join(json.dumps(row) + "\n" for row in rows))
+    return str(path)
+
+
+def test_given_pairs_keep_a_seeded_draw_per_prompt_and_record_it(tmp_path):
+    source = _write_pairs(tmp_path / "written.jsonl")
+    every = given_pairs(AlignConfig(output="x", pairs=source), tmp_path)
+    assert len(every) == 9 and all(pair["split"] == "train" for pair in every)  # held-out pairs stay out
+    one = given_pairs(AlignConfig(output="x", pairs=source, pairs_per_prompt=1, seed=1), tmp_path)
+    assert sorted(pair["prompt"] for pair in one) == ["p1", "p2", "p3"]
+    assert [json.loads(line)["chosen"] for line in (tmp_path / "pairs.jsonl").read_text().splitlines()] == \
+        [pair["chosen"] for pair in one]
+    draws = {tuple(p["chosen"] for p in given_pairs(AlignConfig(output="x", pairs=source, pairs_per_prompt=1,
+                                                                seed=seed), tmp_path)) for seed in range(6)}
+    assert len(draws) > 1 and one == given_pairs(AlignConfig(output="x", pairs=source, pairs_per_prompt=1,
+                                                             seed=1), tmp_path)
+    with pytest.raises(ConfigError, match="lacks rejected"):
+        bad = tmp_path / "bad.jsonl"
+        bad.write_text(json.dumps({"prompt": "p", "chosen": "c"}) + "\n")
+        given_pairs(AlignConfig(output="x", pairs=str(bad)), tmp_path)
+
+
 def _rounds_config(tiny_model_dir, out, monkeypatch, **options):
     monkeypatch.setattr(align_run, "load_reward", lambda spec: LENGTH)  # sentiment ties on the tiny model's text
     return AlignConfig(output=str(out), reference=str(tiny_model_dir), reward="sentiment", limit=3,
@@ -210,6 +240,24 @@ def test_two_rounds_sample_from_the_last_adapter_and_publish_the_final_one(tiny_
         assert (out / png).is_file(), png
     assert not (out / "pairs.jsonl").exists() and json.loads((out / "metadata.json").read_text())["rounds"] == rounds
     load_language_model(str(out.resolve()))
+
+
+@pytest.mark.slow
+def test_given_pairs_train_round_one_and_later_rounds_sample_from_its_adapter(tiny_model_dir, tmp_path,
+                                                                             monkeypatch):
+    out, calls = tmp_path / "bl", []
+    _spy(monkeypatch, calls)
+    source = _write_pairs(tmp_path / "written.jsonl", prompts=("q1", "q2", "q3", "q4"))
+    metadata = run_align(_rounds_config(tiny_model_dir, out, monkeypatch, pairs=source, pairs_per_prompt=2),
+                         progress=False)
+    assert [c[:2] for c in calls] == [("train", "round-1"), ("sample", "round-2"), ("train", "round-2")]
+    first, second = metadata["rounds"]
+    assert first["sampled_from"] == f"pairs {source}" and second["sampled_from"] == "round-1"
+    assert first["pairs"] == 8 and first["prompts"] == 4 and first["skipped_ties"] == 0
+    assert metadata["prompts"] == 4 + second["prompts"]  # the written prompts and the sampled ones
+    calls.clear()
+    assert run_align(_rounds_config(tiny_model_dir, out, monkeypatch, pairs=source, pairs_per_prompt=2),
+                     progress=False)["rounds"] == metadata["rounds"] and calls == []
 
 
 class Killed(Exception):

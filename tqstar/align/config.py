@@ -46,6 +46,11 @@ class AlignConfig:
     prompts_per_round: int | None = option(None, "Prompts sampled per round: round r takes the r-th slice of "
                                                  "this many from the training prompts shuffled by --seed "
                                                  "(wrapping around). Unset: every prompt in every round.")
+    pairs: str | None = option(None, "Round 1 trains on these preference pairs (their train split) instead of "
+                                     "sampling: 'tqstar' for the project's written set, a .jsonl file or a folder "
+                                     "of them (prompt, chosen, rejected per line). Later rounds sample as usual.")
+    pairs_per_prompt: int | None = option(None, "With --pairs: keep at most this many pairs per prompt, drawn by "
+                                                "--seed. Unset: every pair.")
     seed: int = option(0, "Random seed for sampling and training.")
 
     def __post_init__(self):
@@ -62,6 +67,13 @@ class AlignConfig:
         if self.prompts_per_round is not None:
             at_least("prompts_per_round", self.prompts_per_round, 1)
         at_least("dev_limit", self.dev_limit, 1)
+        if self.pairs is not None and not self.pairs.strip():
+            raise ConfigError("pairs is empty. Pass --pairs tqstar (the written set), a .jsonl file or a folder.")
+        if self.pairs_per_prompt is not None:
+            if self.pairs is None:
+                raise ConfigError("pairs_per_prompt applies to given pairs only. Pass --pairs SOURCE, or drop "
+                                  "--pairs-per-prompt.")
+            at_least("pairs_per_prompt", self.pairs_per_prompt, 1)
         positive("beta", self.beta, "DPO's β is typically 0.1.")
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
         positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")

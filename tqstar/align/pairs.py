@@ -3,7 +3,9 @@
 from __future__ import annotations
 
 import math
+import random
 import statistics
+from collections import Counter
 from pathlib import Path
 
 import torch
@@ -11,6 +13,7 @@ from tqdm import tqdm
 
 from ..decoding.decoder import SamplingDecoder
 from ..jsonl import append_jsonl, read_jsonl, rewrite_jsonl
+from ..rewards.training import load_preference_pairs
 from .config import AlignConfig
 
 #: Round r's sampling seeds start this far from round r−1's, so rounds draw different responses.
@@ -42,6 +45,25 @@ def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress
         append_jsonl(path, [record])
         done.append(record)
     return [r for r in done if not r["skipped"]]
+
+
+def given_pairs(config: AlignConfig, folder: Path) -> list[dict]:
+    """The training pairs of ``config.pairs``, at most ``pairs_per_prompt`` per prompt (a seeded draw, in
+    file order), recorded in ``folder/pairs.jsonl`` like sampled pairs so a round's folder always says what
+    it trained on."""
+    train, _ = load_preference_pairs(config.pairs)
+    if config.pairs_per_prompt is not None:
+        order = list(range(len(train)))
+        random.Random(config.seed).shuffle(order)
+        kept, per_prompt = set(), Counter()
+        for index in order:
+            per_prompt[train[index]["prompt"]] += 1
+            if per_prompt[train[index]["prompt"]] <= config.pairs_per_prompt:
+                kept.add(index)
+        train = [pair for index, pair in enumerate(train) if index in kept]
+    records = [{**pair, "skipped": False} for pair in train]
+    rewrite_jsonl(Path(folder) / "pairs.jsonl", records)
+    return records
 
 
 def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:

@@ -11,8 +11,9 @@ from ..jsonl import read_jsonl, write_json
 from ..models.loader import load_language_model
 from ..prompts import load_prompts
 from ..rewards.loading import load_reward
+from ..rewards.training import load_preference_pairs
 from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts
-from .pairs import build_pairs, mean_reward
+from .pairs import build_pairs, given_pairs, mean_reward
 from .plots import plot_curves, plot_dev_rewards
 from .train import plain_model_dir, point_adapter_at, publish_adapter, train_adapter
 
@@ -43,6 +44,8 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
     out = Path(config.output)
     out.mkdir(parents=True, exist_ok=True)
     check_same_run(config, out)
+    if config.pairs is not None:
+        load_preference_pairs(config.pairs)  # a bad pairs file fails before the models load
     run = _Run(config, out, load_language_model(config.reference), load_reward(config.reward),
                load_prompts(config.prompts, config.split, config.prompt_field, config.limit),
                load_prompts(dev_source(config), "dev", config.prompt_field, config.dev_limit), progress)
@@ -73,8 +76,7 @@ def _several_rounds(run: _Run) -> dict:
         rounds.append(result)
     publish_adapter(run.out / round_folder_name(run.config.rounds), run.out)
     curves, starts = _joined_curves(rounds)
-    used = {p for index in range(1, run.config.rounds + 1)
-            for p in round_prompts(run.config, run.train_prompts, index)}
+    used = {p for index in range(1, run.config.rounds + 1) for p in _prompts_of_round(run, index)}
     reference = _reference_dev_reward(run)
     plot_curves(curves, run.out, starts)
     plot_dev_rewards(reference, rounds, run.out)
@@ -86,16 +88,14 @@ def _several_rounds(run: _Run) -> dict:
 
 
 def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> dict:
-    """Sample pairs from the policy (the reference, or it with ``start_from``'s adapter), train the adapter
-    on them into ``folder`` and measure its dev reward; a killed round resumes from its pairs and checkpoints."""
+    """Sample pairs from the policy (the reference, or it with ``start_from``'s adapter), or in round 1 take
+    the given ``--pairs``; train the adapter on them into ``folder`` and measure its dev reward; a killed
+    round resumes from its pairs and checkpoints."""
     config = run.config
     folder.mkdir(parents=True, exist_ok=True)
     resumed = (folder / "pairs.jsonl").is_file()
     began = time.monotonic()
-    policy = run.reference if start_from is None else load_language_model(str(start_from.resolve()))
-    prompts = round_prompts(config, run.train_prompts, index)
-    pairs = build_pairs(config, policy, run.reward, prompts, run.progress, folder, index)
-    del policy
+    pairs = _round_pairs(run, index, folder, start_from)
     sampled = time.monotonic()
     curves = train_adapter(config, plain_model_dir(run.reference, run.out), pairs, folder, start_from)
     point_adapter_at(folder, config.reference)
@@ -103,11 +103,36 @@ def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> 
     dev = mean_reward(load_language_model(str(folder.resolve())), run.reward, run.dev_prompts,
                       config.max_new_tokens)
     measured = time.monotonic()
-    return {"round": index, "sampled_from": start_from.name if start_from else "reference", "prompts": len(prompts),
+    return {"round": index, "sampled_from": _source_of_round(run, index, start_from),
+            "prompts": len({pair["prompt"] for pair in read_jsonl(folder / "pairs.jsonl")}),
             "pairs": len(pairs), "skipped_ties": len(read_jsonl(folder / "pairs.jsonl")) - len(pairs),
             "curves": curves, "dev_reward": dev, "resumed": resumed,
             "seconds": {"sampling": sampled - began, "training": trained - sampled, "dev": measured - trained,
                         "total": measured - began}}
+
+
+def _given_pairs_round(run: _Run, index: int) -> bool:
+    return index == 1 and run.config.pairs is not None
+
+
+def _round_pairs(run: _Run, index: int, folder: Path, start_from: Path | None) -> list[dict]:
+    if _given_pairs_round(run, index):
+        return given_pairs(run.config, folder)
+    policy = run.reference if start_from is None else load_language_model(str(start_from.resolve()))
+    return build_pairs(run.config, policy, run.reward, round_prompts(run.config, run.train_prompts, index),
+                       run.progress, folder, index)
+
+
+def _source_of_round(run: _Run, index: int, start_from: Path | None) -> str:
+    if _given_pairs_round(run, index):
+        return f"pairs {run.config.pairs}"
+    return start_from.name if start_from else "reference"
+
+
+def _prompts_of_round(run: _Run, index: int) -> list[str]:
+    if _given_pairs_round(run, index):
+        return [pair["prompt"] for pair in read_jsonl(run.out / round_folder_name(1) / "pairs.jsonl")]
+    return round_prompts(run.config, run.train_prompts, index)
 
 
 def _header(run: _Run) -> dict:
