@@ -189,13 +189,14 @@ def add_flags(parser: argparse.ArgumentParser, *classes) -> None:
     for cls in classes:
         group = parser.add_argument_group(cls.__name__, (cls.__doc__ or "").strip())
         for f in fields(cls):
-            flag, help_text = "--" + f.name.replace("_", "-"), f.metadata.get("help", "")
+            # a list's flag may be named for one item ('flag'): --judge-reward X fills judge_rewards
+            flag, help_text = f.metadata.get("flag") or "--" + f.name.replace("_", "-"), f.metadata.get("help", "")
             if kinds_of(cls)[f.name] == ("bool",):
                 group.add_argument(flag, action="store_true", default=argparse.SUPPRESS,
                                    help=f"{help_text} (default: {f.default})")
             elif str(f.type).startswith("list"):
-                group.add_argument(flag, action="append", default=argparse.SUPPRESS, metavar=f.name.upper(),
-                                   help=f"{help_text} (repeatable)")
+                group.add_argument(flag, action="append", default=argparse.SUPPRESS, dest=f.name,
+                                   metavar=flag[2:].replace("-", "_").upper(), help=f"{help_text} (repeatable)")
             else:
                 extra = {"choices": f.metadata["choices"]} if "choices" in f.metadata else {}
                 group.add_argument(flag, type=_flag_type(cls, f.name), default=argparse.SUPPRESS,
