@@ -117,6 +117,12 @@ def test_eval_method_strings_with_bad_numbers_are_refused_and_write_nothing(caps
     assert not (tmp_path / "run").exists()
 
 
+def test_a_judge_reward_that_cannot_load_is_refused_before_anything_runs(capsys, eval_flags, tmp_path):
+    refused(capsys, [*eval_flags, "--judge-reward", "nontoxic", "--judge-reward", "relevance+0.5*sentimental",
+                     "--output", tmp_path / "run"], "--judge-reward 'relevance+0.5*sentimental': the term")
+    assert not (tmp_path / "run").exists()
+
+
 GOOD_RECORD = {"method": "greedy", "prompt_index": 0, "prompt": "Hi", "response": "Hello", "reward": 0.5,
                "config": {"sweep": None}}
 
@@ -126,6 +132,9 @@ GOOD_RECORD = {"method": "greedy", "prompt_index": 0, "prompt": "Hi", "response"
     ({**GOOD_RECORD, "prompt_index": "first"}, "'prompt_index' must be an index"),
     ({**GOOD_RECORD, "kl": "big"}, "'kl' must be a finite number or null"),
     ({**GOOD_RECORD, "config": {"sweep": 3}}, "config.sweep must be null or an object"),
+    ({**GOOD_RECORD, "repeats": "often"}, "'repeats' must be true, false or null"),
+    ({**GOOD_RECORD, "judged": {"nontoxic": "high"}}, "'judged' must be an object of finite numbers or null"),
+    ({**GOOD_RECORD, "fluency_reference": "fluent"}, "'fluency_reference' must be a finite number or null"),
     ([1, 2], "a record must be a JSON object"),
 ])
 def test_report_on_incomplete_records_names_the_line_and_field(capsys, tmp_path, record, message):

@@ -1,5 +1,5 @@
 """tqstar eval: method specs, one record and its trace per (method, prompt), resume after kill -9, workers,
-report."""
+report, and the reward-hacking guard's fields in records and report."""
 
 import json
 import os
@@ -12,8 +12,10 @@ import time
 import pytest
 
 from tqstar.audit.read import read_answers
+from tqstar.cli import build_parser
 from tqstar.errors import ConfigError
 from tqstar.eval import EvalConfig, method_specs, read_records, read_traces, run_eval, traces_path, write_report
+from tqstar.options import from_args
 
 CONTENT = ("method", "prompt_index", "prompt", "response", "reward", "tokens", "kl", "diversity", "seed")
 
@@ -72,6 +74,13 @@ def test_a_method_string_sets_the_block_size_and_a_blockwise_run_names_its_kl_es
     ({"methods": ["greedy:seed=3"]}, "sets seed, which is one per run.*Use --seed instead"),
     ({"methods": ["args:max_new_tokens=3"]}, "Use --max-new-tokens instead"),
     ({"methods": ["greedy"], "judge_url": "http://localhost:1/v1"}, "--judge-model"),
+    ({"methods": ["greedy"], "judge_rewards": ["nontoxik"]}, "--judge-reward 'nontoxik': no reward has that name.*"
+                                                             "one of sentiment, nontoxic"),
+    ({"methods": ["greedy"], "judge_rewards": ["relevance+x*sentiment"]}, "the weight 'x' is not a number"),
+    ({"methods": ["greedy"], "judge_rewards": ["relevance+0.5*sentimental"]}, "the term 'sentimental'"),
+    ({"methods": ["greedy"], "judge_rewards": ["./no/such/model"]}, "no reward-model directory"),
+    ({"methods": ["greedy"], "judge_rewards": [""]}, "it is empty"),
+    ({"methods": ["greedy"], "judge_rewards": ["nontoxic", " nontoxic"]}, "given twice"),
 ])
 def test_bad_methods_and_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -131,13 +140,17 @@ def test_resuming_with_other_options_is_refused(tiny_model_dir, tmp_path):
     with pytest.raises(ConfigError, match="other options.*max_new_tokens.*new --output"):
         run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["greedy"], max_new_tokens=5),
                  progress=False)
+    with pytest.raises(ConfigError, match="other options.*judge_rewards"):  # its records would lack the scores
+        run_eval(tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["greedy"], judge_rewards=["sentiment"]),
+                 progress=False)
 
 
-def test_a_run_started_before_a_decode_option_existed_still_resumes(tiny_model_dir, tmp_path):
+def test_a_run_started_before_an_option_existed_still_resumes(tiny_model_dir, tmp_path):
     config = tiny_config(tiny_model_dir, tmp_path, limit=1, methods=["greedy"])
     run_eval(config, progress=False)
     path = tmp_path / "config.json"
     started = json.loads(path.read_text())
+    del started["judge_rewards"]  # as written before judge rewards existed: none is what ran
     for method in started["methods"].values():
         del method["decode"]["block_size"]  # as written before block_size existed: its default is what ran
     path.write_text(json.dumps(started))
@@ -228,3 +241,30 @@ def test_smoke_preset_runs_from_the_cli(tmp_path):
     records = read_records(tmp_path)
     assert len(records) == 3 * 8 and (tmp_path / "report.html").is_file()
     assert {r["method"] for r in records} >= {"dpo-baseline", "tq-direct", "tq-indirect"}
+
+
+def test_the_judge_reward_flag_repeats_into_judge_rewards():
+    args = build_parser().parse_args(["eval", "--output", "x", "--methods", "greedy", "--judge-reward", "nontoxic",
+                                      "--judge-reward", "relevance+0.5*sentiment"])
+    config, = from_args(args, EvalConfig)
+    assert config.judge_rewards == ["nontoxic", "relevance+0.5*sentiment"]
+
+
+def test_records_and_report_hold_the_target_reward_s_terms_the_judge_rewards_fluency_and_degenerate_flags(
+        tiny_model_dir, tmp_path):
+    run_eval(tiny_config(tiny_model_dir, tmp_path, reward="relevance+0.5*sentiment", judge_rewards=["nontoxic"]),
+             progress=False)
+    records = read_records(tmp_path)
+    for record in records:
+        terms = record["terms"]
+        assert set(terms) == {"relevance", "sentiment"} and set(record["judged"]) == {"nontoxic"}
+        assert record["reward"] == pytest.approx(terms["relevance"] + 0.5 * terms["sentiment"])
+        assert record["fluency_reference"] < 0 and record["fluency_baseline"] is None  # the baseline is the reference
+        assert record["ended_early"] is (record["tokens"] < 3 / 4) and isinstance(record["repeats"], bool)
+    markdown = write_report(tmp_path).read_text()
+    section = markdown.split("## Reward-hacking guard")[1].split("##")[0]
+    assert "| method | target reward | term relevance | term sentiment | judge `nontoxic` |" in section
+    assert all(f"| {label} |" in section for label in {r["method"] for r in records})
+    guard = json.loads((tmp_path / "summary.json").read_text())["guard"]
+    assert guard["greedy"]["judged"]["nontoxic"]["n"] == 3 and guard["greedy"]["ended_early"]["n"] == 3
+    assert "<th>judge `nontoxic`</th>" in (tmp_path / "report.html").read_text()

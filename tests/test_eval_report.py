@@ -1,5 +1,6 @@
 """tqstar report on run directories written by hand: a metric with no values is null in summary.json and "–"
-in the report (never NaN), and each prompt links to its own page holding every method's response, where
+in the report (never NaN), as is every cell of the reward-hacking guard for records written before it; its
+table shows each term and judge reward recorded; and each prompt links to its own page holding every method's response, where
 no text of a prompt or a response can become a link or markup. (A real eval run's traces and pages:
 tests/test_eval.py.)"""
 
@@ -52,6 +53,37 @@ def test_a_metric_without_values_is_null_in_the_summary_and_a_dash_in_the_report
     assert row_a.split(" | ")[3] == "–"  # the KL column
     assert "| – (0/0/0) |" in markdown and "| 1 |" in markdown.split("## LLM judge")[1]
     assert "| 0 | 0 | 0 | – | 1 |" in markdown
+
+
+def test_records_written_before_the_guard_still_give_its_table_with_dashes(run_dir):
+    markdown = write_report(run_dir).read_text()
+    section = markdown.split("## Reward-hacking guard")[1].split("##")[0]
+    assert "| method | target reward | fluency ref (nats/token) |" in section  # no terms nor judges recorded
+    row_a = next(line for line in section.splitlines() if line.startswith("| a |"))
+    assert row_a.split(" | ")[2:] == ["–"] * 4 + ["– |"]  # fluencies, tokens, ended early, repeating
+    assert json.loads((run_dir / "summary.json").read_text())["guard"]["a"]["ended_early"]["n"] == 0
+
+
+def test_the_guard_table_shows_each_term_each_judge_reward_and_the_shares_of_degenerate_answers(tmp_path):
+    guard = {"fluency_reference": -2.0, "fluency_baseline": -1.5, "tokens": 8}
+    append_jsonl(tmp_path / "records.jsonl", [
+        record("hacker", 0, "Say hello.", 5.0, terms={"relevance": 0.9, "sentiment": 1.0},
+               judged={"relevance+0.5*sentiment": 1.4}, ended_early=True, repeats=True, **guard),
+        record("hacker", 1, "Name a colour.", 5.0, terms={"relevance": 0.7, "sentiment": 1.0},
+               judged={"relevance+0.5*sentiment": 1.2}, ended_early=False, repeats=True, **guard),
+        record("honest", 0, "Say hello.", 1.0, terms={"relevance": 0.8}, ended_early=False, repeats=False, **guard),
+    ])
+    markdown = write_report(tmp_path).read_text()
+    section = markdown.split("## Reward-hacking guard")[1].split("##")[0]
+    assert ("| method | target reward | term relevance | term sentiment | judge `relevance+0.5*sentiment` | "
+            "fluency ref (nats/token) | fluency baseline (nats/token) | tokens | ended early | repeating |") in section
+    hacker = next(line for line in section.splitlines() if line.startswith("| hacker |")).split(" | ")
+    assert hacker[1:4] == ["5.0000 [5.0000, 5.0000]", "0.800 [0.700, 0.900]", "1.000 [1.000, 1.000]"]
+    assert hacker[4].startswith("1.300 [") and hacker[5:7] == ["-2.00 [-2.00, -2.00]", "-1.50 [-1.50, -1.50]"]
+    assert hacker[8].startswith("50% [") and hacker[9] == "100% [100%, 100%] |"
+    honest = next(line for line in section.splitlines() if line.startswith("| honest |")).split(" | ")
+    assert honest[3:5] == ["–", "–"]  # a term and a judge it has no score of
+    assert "<th>judge `relevance+0.5*sentiment`</th>" in (tmp_path / "report.html").read_text()
 
 
 def test_the_report_links_each_prompt_to_a_page_of_its_responses(run_dir):

@@ -1,4 +1,5 @@
-"""Per-response metrics, bootstrap intervals and duels, and the LLM judge protocol over HTTP."""
+"""Per-response metrics, bootstrap intervals and duels, the LLM judge protocol over HTTP, and the reward-hacking
+guard's per-response fields and per-method summary."""
 
 import json
 import math
@@ -9,8 +10,10 @@ import pytest
 
 from tqstar.decoding import GenerationResult, StepTrace
 from tqstar.errors import ConfigError
-from tqstar.eval import (EvalConfig, best_of_n_kl, bootstrap_mean, diversity, duel, judge_run, method_specs,
-                         path_log_prob, summarise_judgements, trace_kl)
+from tqstar.eval import (EvalConfig, best_of_n_kl, bootstrap_mean, diversity, duel, ended_early, guard_fields,
+                         guard_summary, judge_run, mean_token_logprobs, method_specs, path_log_prob, repeats,
+                         reward_terms, summarise_judgements, trace_kl)
+from tqstar.rewards import CallableReward, WeightedSum
 
 
 def test_diversity_is_one_for_distinct_words_and_falls_with_repeats():
@@ -98,3 +101,84 @@ def test_unreachable_judge_is_a_clear_error(tmp_path):
                         judge_model="m")
     with pytest.raises(ConfigError, match="unreachable.*--judge-url"):
         judge_run(config, method_specs(config))
+
+
+# --- the reward-hacking guard ------------------------------------------------------------------------
+
+@pytest.fixture(scope="module")
+def tiny_lm(tiny_model_dir):
+    from tqstar.models import load_language_model
+
+    return load_language_model(str(tiny_model_dir))
+
+
+def test_fluency_is_the_mean_of_the_per_token_logprobs_under_the_model(tiny_model_dir, tiny_lm):
+    import torch
+    from transformers import AutoModelForCausalLM
+
+    prompt, tokens = "Say hello.", tiny_lm.encode("Hello there, friend.") + [min(tiny_lm.eos_token_ids)]
+    empty = GenerationResult(prompt, "", [min(tiny_lm.eos_token_ids)], "greedy")  # ended at once
+    fluency = mean_token_logprobs(tiny_lm, [GenerationResult(prompt, "Hello there, friend.", tokens, "greedy"), empty],
+                                  tiny_lm)
+    prefix = tiny_lm.encode_prompt(prompt)
+    with torch.no_grad():  # the same weights read by plain transformers, one log-prob per response token
+        logits = AutoModelForCausalLM.from_pretrained(tiny_model_dir).eval()(torch.tensor([prefix + tokens])).logits[0]
+    logprobs = torch.log_softmax(logits.double(), -1)
+    expected = sum(float(logprobs[len(prefix) - 1 + t, token]) for t, token in enumerate(tokens)) / len(tokens)
+    assert fluency[0] == pytest.approx(expected, abs=1e-4) and fluency[1] is None
+
+
+@pytest.mark.parametrize("text, repeating", [
+    ("one two three four one two three four one two three four", True),
+    ("la la la la la la", True),  # the run 'la la la la' occurs three times, overlapping
+    ("One two three four, one two three four; one two THREE four.", True),  # neither punctuation nor case hides it
+    ("one two three four one two three four", False),
+    ("", False),
+])
+def test_a_response_repeats_when_a_run_of_four_words_occurs_three_times(text, repeating):
+    assert repeats(text) is repeating
+
+
+def test_a_response_ended_early_below_a_quarter_of_the_token_budget():
+    assert ended_early(7, 32) and not ended_early(8, 32) and ended_early(0, 3) and not ended_early(1, 3)
+
+
+def test_guard_fields_hold_each_term_unweighted_each_judge_and_the_fluencies(tiny_lm, smollm2_tokenizer, tmp_path):
+    from tiny import save_tiny_llama
+
+    from tqstar.decoding.roles import Roles
+    from tqstar.models import load_language_model
+
+    length = CallableReward(lambda prompts, responses: [len(r) for r in responses], name="length")
+    words = CallableReward(lambda prompts, responses: [len(r.split()) for r in responses], name="words")
+    shouting = CallableReward(lambda prompts, responses: [r.count("!") for r in responses], name="shouting")
+    texts = ["Hello there!", "Go go go go go go go go go go go!"]
+    results = [GenerationResult("Hi", t, tiny_lm.encode(t), "greedy") for t in texts]
+    target = WeightedSum([(2.0, length), (-0.5, words)])
+    assert list(reward_terms(target)) == ["length", "words"] and reward_terms(length) == {}
+    alone = guard_fields(results, Roles(tiny_lm, tiny_lm, target), {"shouting": shouting}, tiny_lm, 32)
+    assert [r["terms"] for r in alone] == [{"length": 12, "words": 2}, {"length": 33, "words": 11}]
+    assert [r["judged"] for r in alone] == [{"shouting": 1}, {"shouting": 1}]
+    assert [(r["ended_early"], r["repeats"]) for r in alone] == [(True, False), (False, True)]
+    assert all(r["fluency_reference"] < 0 and r["fluency_baseline"] is None for r in alone)  # no baseline of its own
+    baseline = load_language_model(str(save_tiny_llama(tmp_path, smollm2_tokenizer, seed=1,
+                                                       eos_token_id=smollm2_tokenizer.eos_token_id)))
+    both = guard_fields(results, Roles(tiny_lm, baseline, length), {}, tiny_lm, 4)
+    assert [r["terms"] for r in both] == [{}, {}] and not any(r["ended_early"] for r in both)
+    assert [r["fluency_reference"] for r in both] == [r["fluency_reference"] for r in alone]
+    assert [r["fluency_baseline"] for r in both] == pytest.approx(mean_token_logprobs(baseline, results, tiny_lm))
+    assert both[0]["fluency_baseline"] != pytest.approx(both[0]["fluency_reference"])
+
+
+def test_guard_summary_gives_means_and_shares_per_method_and_nothing_for_records_without_the_guard():
+    records = [{"method": "a", "terms": {"t": 1.0}, "judged": {"j": 0.0}, "fluency_reference": -2.0,
+                "fluency_baseline": None, "ended_early": True, "repeats": False},
+               {"method": "a", "terms": {"t": 3.0}, "judged": {"j": 1.0}, "fluency_reference": -4.0,
+                "fluency_baseline": None, "ended_early": False, "repeats": False},
+               {"method": "old"}]
+    summary = guard_summary(records)
+    a, old = summary["a"], summary["old"]
+    assert a["terms"]["t"]["mean"] == 2.0 and a["judged"]["j"]["mean"] == 0.5 and a["judged"]["j"]["n"] == 2
+    assert a["fluency_reference"]["mean"] == -3.0 and a["fluency_baseline"]["mean"] is None
+    assert a["ended_early"]["mean"] == 0.5 and a["repeats"]["mean"] == 0.0
+    assert old["terms"] == old["judged"] == {} and old["ended_early"]["mean"] is None and old["ended_early"]["n"] == 0

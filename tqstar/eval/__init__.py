@@ -1,6 +1,6 @@
 """tqstar.eval: comparing methods over a prompt set — run options, the resumable run directory, workers
-(processes or Ray), metrics, the LLM judge and the report. Names load on first use, so importing the
-package stays cheap."""
+(processes or Ray), metrics, the reward-hacking guard, the LLM judge and the report. Names load on first use,
+so importing the package stays cheap."""
 
 from ..lazy import lazy_getattr
 
@@ -10,7 +10,8 @@ _EXPORTS = {
     **dict.fromkeys(["Chunk", "ChunkOutput", "ChunkWorker", "run_chunks"], "workers"),
     "run_eval": "run",
     **dict.fromkeys(["diversity", "response_kls", "trace_kl", "path_log_prob", "best_of_n_kl", "bootstrap_mean",
-                     "duel", "summarise", "KL_STEPWISE", "KL_PATH", "KL_BEST_OF_N"], "metrics"),
+                     "duel", "summarise", "mean_token_logprobs", "KL_STEPWISE", "KL_PATH", "KL_BEST_OF_N"], "metrics"),
+    **dict.fromkeys(["guard_fields", "guard_summary", "reward_terms", "ended_early", "repeats"], "guard"),
     **dict.fromkeys(["judge_run", "summarise_judgements"], "judge"),
     "write_report": "report",
 }

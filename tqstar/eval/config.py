@@ -3,12 +3,17 @@
 
 from __future__ import annotations
 
+import math
 from dataclasses import asdict, dataclass, fields, replace
+from pathlib import Path
 from typing import Any
 
 from ..decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
 from ..errors import ConfigError
 from ..options import at_least, between, check_field_types, coerce, option
+from ..rewards.classifier import looks_like_path
+from ..rewards.loading import _BUILTINS as REWARD_NAMES  # the names load_reward knows, read, not copied
+from ..rewards.trained import is_trained_reward_model_dir
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
 #: Decode options eval sets for every method from its own flags: chunks are its unit of batching and seeding.
@@ -58,6 +63,9 @@ class EvalConfig:
     limit: int | None = option(None, "Use only the first N prompts.")
     reference: str = option("smollm2", "Reference model for every method.")
     reward: str = option("helpful_harmless", "Target reward every method is judged by.")
+    judge_rewards: list[str] = option([], "A reward every response is also scored by but no method steers by: a "
+                                          "spec as for --reward, e.g. 'nontoxic' or 'relevance+0.5*sentiment'. The "
+                                          "report shows its mean beside the target reward's.", flag="--judge-reward")
     baseline: str | None = option(None, "Default baseline of the methods that use one.")
     max_new_tokens: int | None = option(None, "Most tokens per response (preset: smoke 6, quick 32, full 128).")
     batch_size: int = option(8, "Prompts decoded together: the unit of work, of seeding and of resuming.")
@@ -95,6 +103,15 @@ class EvalConfig:
             at_least("limit", self.limit, 1)
         if bool(self.judge_url) != bool(self.judge_model):
             raise ConfigError("An LLM judge needs both --judge-url and --judge-model.")
+        self.judge_rewards = [spec.strip() for spec in self.judge_rewards]
+        for spec in self.judge_rewards:
+            problem = reward_spec_problem(spec)
+            if problem:
+                raise ConfigError(f"--judge-reward {spec!r}: {problem}. Write it as for --reward: one of "
+                                  f"{', '.join(REWARD_NAMES)}, a weighted sum like 'relevance+0.5*sentiment', a "
+                                  "reward-model directory or hf:MODEL_ID.")
+        if len(set(self.judge_rewards)) < len(self.judge_rewards):
+            raise ConfigError("A --judge-reward is given twice. Name each judge reward once.")
 
     @property
     def run_identity(self) -> dict:
@@ -102,6 +119,33 @@ class EvalConfig:
         keeps traces: neither changes a record, so a run may be resumed with traces turned on or off)."""
         where = {"output", "workers", "ray", "judge_url", "judge_model", "judge_key_env", "judge_against", "no_traces"}
         return {k: v for k, v in asdict(self).items() if k not in where}
+
+
+def reward_spec_problem(spec: str) -> str | None:
+    """Why ``load_reward`` would refuse the reward spec ``spec``, found without loading a model (a judge
+    reward loads in each worker, once the run has started), or None. A model ``hf:ID`` is not looked up."""
+    if not spec:
+        return "it is empty"
+    if spec in REWARD_NAMES or (spec.startswith("hf:") and len(spec) > 3):
+        return None
+    path = Path(spec).expanduser()
+    if path.is_dir() or (looks_like_path(spec) and "+" not in spec):
+        if is_trained_reward_model_dir(path) or (path / "config.json").is_file():
+            return None
+        return "no reward-model directory (holding config.json) is there"
+    if "+" not in spec and "*" not in spec:
+        return "no reward has that name"
+    for part in spec.split("+"):  # as load_reward reads a sum: terms joined by '+', each with an optional 'W*'
+        weight, _, name = part.strip().rpartition("*")
+        try:
+            factor = float(weight) if weight.strip() else 1.0
+        except ValueError:
+            factor = math.nan
+        if not math.isfinite(factor):
+            return f"the weight {weight.strip()!r} is not a number"
+        if name.strip() not in REWARD_NAMES and not name.strip().startswith("hf:"):
+            return f"the term {name.strip()!r} is not a reward name"
+    return None
 
 
 @dataclass

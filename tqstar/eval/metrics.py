@@ -1,5 +1,5 @@
-"""Metrics of the paper's comparison: per response (KL to the reference, diversity, coherence) and
-per method (means with 95% bootstrap intervals, win/tie/lose by the target reward)."""
+"""Metrics of the paper's comparison: per response (KL to the reference, diversity, coherence, mean token
+log-probability) and per method (means with 95% bootstrap intervals, win/tie/lose by the target reward)."""
 
 from __future__ import annotations
 
@@ -150,13 +150,36 @@ def _walk(model, results):
         yield t, rows, model.next_token_logprobs(states).double()
 
 
-def _text_logprob(model, result: GenerationResult, decoded_by) -> float:
-    """``log ρ(y | x)`` of a response's text, tokenised by ``model`` itself (``decoded_by`` wrote the
-    token ids in another vocabulary), with ``model``'s EOS when the response ended."""
+def _text_tokens(model, result: GenerationResult, decoded_by) -> list[int]:
+    """A response's text tokenised by ``model`` itself (``decoded_by`` wrote the token ids in another
+    vocabulary), with ``model``'s EOS when the response ended."""
     tokens = model.encode(result.text)
     if result.token_ids and result.token_ids[-1] in decoded_by.eos_token_ids:
         tokens.append(min(model.eos_token_ids))
+    return tokens
+
+
+def _text_logprob(model, result: GenerationResult, decoded_by) -> float:
+    """``log ρ(y | x)`` of a response's text, tokenised by ``model`` itself (``_text_tokens``)."""
+    tokens = _text_tokens(model, result, decoded_by)
     return model.continuation_logprobs([model.encode_prompt(result.prompt)], [[tokens]])[0][0]
+
+
+def mean_token_logprobs(model, results: Sequence[GenerationResult], decoded_by) -> list[float | None]:
+    """``log ρ(y | x) / |y|`` of each response under ``model``, in nats per token (EOS counted when the
+    response ended): over its own token ids where ``model`` shares the vocabulary of ``decoded_by``, the
+    model that wrote them, else over its text tokenised by ``model`` (as the path log-ratio does). An empty
+    response (no text, at most an EOS) has no fluency to measure: None."""
+    same = model.vocabulary == decoded_by.vocabulary
+    tokens = [list(r.token_ids) if same else _text_tokens(model, r, decoded_by) for r in results]
+    rows = [b for b, r in enumerate(results) if r.text and tokens[b]]
+    means: list[float | None] = [None] * len(results)
+    if rows:  # one batched call: each response is one continuation of its prompt
+        totals = model.continuation_logprobs([model.encode_prompt(results[b].prompt) for b in rows],
+                                             [[tokens[b]] for b in rows])
+        for b, (total,) in zip(rows, totals):
+            means[b] = total / len(tokens[b])
+    return means
 
 
 def path_log_prob(result: GenerationResult) -> float:

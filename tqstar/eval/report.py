@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
+from .guard import guard_summary
 from .judge import summarise_judgements
 from .metrics import summarise
 from .pages import link_cell_html, prompts_table, write_prompt_pages
@@ -30,6 +31,7 @@ def write_report(run_dir: str | Path) -> Path:
         raise ConfigError(f"{run_dir} holds no eval records (records.jsonl). Run 'tqstar eval --output "
                           f"{run_dir} ...' first.")
     summary = summarise(records)
+    summary["guard"] = guard_summary(records)
     judge = _judge_summary(run_dir)
     if judge:
         summary["judge"] = judge
@@ -79,6 +81,7 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
               "all-MiniLM-L6-v2 embeddings.", ""]
     lines += _duel_table(summary["duels"], order)
+    lines += _guard_table(summary, order)
     if "safety" in summary:
         lines += _safety_table(summary["safety"], order)
     if "judge" in summary:
@@ -103,6 +106,38 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
             cells.append(f"{rate} ({d['win']}/{d['tie']}/{d['lose']})")
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _guard_table(summary: dict, order: list[str]) -> list[str]:
+    """Whether the best-rewarded methods earned it: the target reward beside its terms and the judge rewards
+    nothing steered by, fluency under the reference and the baseline, and signs of degenerate answers."""
+    methods, guard = summary["methods"], summary["guard"]
+    terms = list(dict.fromkeys(name for label in order for name in guard[label]["terms"]))
+    judges = list(dict.fromkeys(spec for label in order for spec in guard[label]["judged"]))
+    titles = (["target reward", *(f"term {name}" for name in terms), *(f"judge `{spec}`" for spec in judges),
+               "fluency ref (nats/token)", "fluency baseline (nats/token)", "tokens", "ended early", "repeating"])
+    lines = ["## Reward-hacking guard", "",
+             "Means with 95% bootstrap intervals. Terms: each term of the target reward, unweighted; judges: "
+             "rewards no method steered by (--judge-reward); fluency: mean token log-probability of the response "
+             "under each model; ended early: fewer tokens than a quarter of the most allowed; repeating: a run of "
+             "4 words occurs 3 times or more (docs/evaluation.md).", "",
+             "| method | " + " | ".join(titles) + " |", "|---|" + "---:|" * len(titles)]
+    missing = {"mean": None}
+    for label in order:
+        row = guard[label]
+        cells = ([_interval(methods[label]["reward"], 4)]
+                 + [_interval(row["terms"].get(name, missing), 3) for name in terms]
+                 + [_interval(row["judged"].get(spec, missing), 3) for spec in judges]
+                 + [_interval(row["fluency_reference"], 2), _interval(row["fluency_baseline"], 2),
+                    _interval(methods[label]["tokens"], 1), _share(row["ended_early"]), _share(row["repeats"])])
+        lines.append(f"| {label} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _share(cell: dict) -> str:
+    if cell["mean"] is None:
+        return "–"
+    return f"{cell['mean']:.0%} [{cell['low']:.0%}, {cell['high']:.0%}]"
 
 
 SAFETY_COLUMNS = [("harmful_declined", "harmful declined"), ("harmful_complied", "harmful complied"),
@@ -171,8 +206,13 @@ def _html(markdown: str, run_dir: Path) -> str:
 
 def _html_table(rows: list[str]) -> str:
     """A Markdown table as HTML: every cell escaped, then a link to a prompt page (and only that) made one."""
-    cells = [[link_cell_html(html.escape(c.strip().strip("`"))) for c in row.strip("|").split("|")]
+    cells = [[link_cell_html(html.escape(_unquoted(c.strip()))) for c in row.strip("|").split("|")]
              for row in rows if not set(row) <= set("|-: ")]  # all but the |---|---:| line
     head = "".join(f"<th>{c}</th>" for c in cells[0])
     body = "".join("<tr>" + "".join(f"<td>{c}</td>" for c in row) + "</tr>" for row in cells[1:])
     return f"<table><tr>{head}</tr>{body}</table>"
+
+
+def _unquoted(cell: str) -> str:
+    """A cell that is one code span without its backticks; a cell with code inside keeps them, as prose does."""
+    return cell[1:-1] if len(cell) > 1 and cell[0] == cell[-1] == "`" and cell.count("`") == 2 else cell

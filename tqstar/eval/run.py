@@ -32,8 +32,9 @@ def run_eval(config: EvalConfig, progress: bool = True) -> Path:
     prompts = load_prompts(config.prompts, config.split, config.prompt_field, config.limit)
     claim_run_dir(config, specs)
     run_dir = Path(config.output)
-    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size], traces=not config.no_traces)
-              for spec in specs for start in range(0, len(prompts), config.batch_size)]
+    chunks = [Chunk(spec, start, prompts[start:start + config.batch_size], traces=not config.no_traces,
+                    judges=tuple(config.judge_rewards)) for spec in specs
+              for start in range(0, len(prompts), config.batch_size)]
     done = keep_complete_chunks(run_dir, {(c.spec.label, c.start): list(range(c.start, c.start + len(c.prompts)))
                                            for c in chunks})
     todo = [c for c in chunks if (c.spec.label, c.start) not in done]

@@ -27,7 +27,10 @@ def traces_path(run_dir: str | Path) -> Path:
 RECORD_FIELDS = {"method": (str, "a label"), "prompt_index": (int, "an index ≥ 0"), "prompt": (str, "text"),
                  "response": (str, "text"), "reward": ((int, float), "a finite number"), "config": (dict, "an object")}
 #: Metrics a record may lack (null), but not hold as anything but a finite number.
-OPTIONAL_NUMBERS = ("kl", "diversity", "coherence", "tokens", "seconds", "forward_tokens", "harmless")
+OPTIONAL_NUMBERS = ("kl", "diversity", "coherence", "tokens", "seconds", "forward_tokens", "harmless",
+                    "fluency_reference", "fluency_baseline")
+#: The guard's flags (true/false) and its scores by name ({name: number}), which records before it lack.
+OPTIONAL_FLAGS, OPTIONAL_SCORES = ("ended_early", "repeats"), ("terms", "judged")
 
 
 def read_records(run_dir: str | Path) -> list[dict]:
@@ -59,6 +62,15 @@ def record_problem(record) -> str | None:
         value = record.get(name)
         if value is not None and (isinstance(value, bool) or not isinstance(value, (int, float)) or not _finite(value)):
             return f"{name!r} must be a finite number or null, got {value!r}"
+    for name in OPTIONAL_FLAGS:
+        if record.get(name) not in (None, True, False):
+            return f"{name!r} must be true, false or null, got {record[name]!r}"
+    for name in OPTIONAL_SCORES:
+        value = record.get(name)
+        numbers = isinstance(value, dict) and all(v is None or (isinstance(v, (int, float)) and not isinstance(v, bool)
+                                                                and _finite(v)) for v in value.values())
+        if value is not None and not numbers:
+            return f"{name!r} must be an object of finite numbers or null, got {value!r}"
     sweep = record["config"].get("sweep")
     if sweep is not None and not (isinstance(sweep, dict) and {"of", "option", "value"} <= set(sweep)):
         return f"config.sweep must be null or an object with of, option and value, got {sweep!r}"
@@ -76,7 +88,7 @@ def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
     identity = {**config.run_identity, "methods": {s.label: s.as_record() for s in specs}}
     identity = json.loads(json.dumps(identity))  # tuples and lists compare alike once serialised
     if path.is_file():
-        started = _with_new_defaults(json.loads(path.read_text()))
+        started = _with_new_defaults(json.loads(path.read_text()), identity)
         if started != identity:
             changed = sorted(k for k in set(started) | set(identity) if started.get(k) != identity.get(k))
             raise ConfigError(f"{out} holds a run started with other options ({', '.join(changed)}). Repeat the "
@@ -85,9 +97,10 @@ def claim_run_dir(config: EvalConfig, specs: list[MethodSpec]) -> None:
     write_json(path, identity)
 
 
-def _with_new_defaults(started: dict) -> dict:
-    """A run's config.json with the decode options added since it started (e.g. block_size) at their
-    defaults: those reproduce what it ran, so such a run still resumes."""
+def _with_new_defaults(started: dict, identity: dict) -> dict:
+    """A run's config.json with the run and decode options added since it started (e.g. judge_rewards,
+    block_size) at their defaults: those reproduce what it ran, so such a run still resumes."""
+    started = {**{k: v for k, v in defaults(EvalConfig).items() if k in identity}, **started}
     for method in (started.get("methods") or {}).values():
         if isinstance(method, dict) and isinstance(method.get("decode"), dict):
             method["decode"] = {**defaults(DecodeConfig), **method["decode"]}

@@ -16,8 +16,11 @@ from ..decoding.build import build_decoder
 from ..decoding.roles import Roles
 from ..errors import ConfigError
 from ..rewards.builtin import RelevanceReward
+from ..rewards.loading import load_reward
+from ..rewards.protocol import Reward
 from ..rewards.trained import HarmlessReward
 from .config import EvalConfig, MethodSpec
+from .guard import guard_fields
 from .metrics import diversity, response_kls
 
 
@@ -29,6 +32,7 @@ class Chunk:
     start: int
     prompts: list[str]
     traces: bool = True  # keep each response's per-token trace (False: none cross the process boundary)
+    judges: tuple[str, ...] = ()  # specs of the rewards that score every response but never steer
 
     @property
     def seed(self) -> int:
@@ -53,9 +57,11 @@ class ChunkWorker:
         self._roles: dict[str, object] = {}
         self._coherence = None
         self._harmless = None
+        self._judges: dict[str, Reward] = {}
 
     def run(self, chunk: Chunk) -> ChunkOutput:
         roles = self._load_roles(chunk.spec.roles)
+        judges = self._judges_of(chunk.judges, chunk.spec.roles.device)  # before decoding: a bad one fails fast
         decoder = build_decoder(replace(chunk.spec.decode, seed=chunk.seed), roles)
         results = decoder.generate(chunk.prompts)
         prompts, texts = [r.prompt for r in results], [r.text for r in results]
@@ -63,11 +69,13 @@ class ChunkWorker:
         self._harmless = self._harmless or HarmlessReward()  # the safety check's reward-model verdict
         harmless = self._harmless.score(prompts, texts)
         kls, kl_estimator = response_kls(results, chunk.spec.decode, roles)
+        guard = guard_fields(results, roles, judges, decoder.output_model, chunk.spec.decode.max_new_tokens)
         records = [{
             "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
             "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
             "kl": kls[i], "kl_estimator": kl_estimator, "diversity": diversity(r.text),
-            "coherence": coherence[i], "harmless": harmless[i], "seed": chunk.seed, "config": chunk.spec.as_record(),
+            "coherence": coherence[i], "harmless": harmless[i], **guard[i], "seed": chunk.seed,
+            "config": chunk.spec.as_record(),
         } for i, r in enumerate(results)]
         traces = [{"method": chunk.spec.label, **step} for i, r in enumerate(results) if chunk.traces
                   for step in r.trace_records(chunk.start + i)]
@@ -78,6 +86,12 @@ class ChunkWorker:
         if key not in self._roles:
             self._roles[key] = Roles.load(config)
         return self._roles[key]
+
+    def _judges_of(self, specs: tuple[str, ...], device: str | None) -> dict[str, Reward]:
+        for spec in specs:
+            if spec not in self._judges:
+                self._judges[spec] = load_reward(spec, device=device)
+        return {spec: self._judges[spec] for spec in specs}
 
     def _coherence_of(self, prompts, texts) -> list[float]:
         self._coherence = self._coherence or RelevanceReward()
