@@ -76,3 +76,25 @@ def test_int8_baseline_is_a_quantised_copy_that_leaves_the_reference_alone(tiny_
 def test_int8_baseline_refuses_weights_that_are_not_float32(tiny_model_dir):
     with pytest.raises(ConfigError, match="quantises float32 weights.*bfloat16"):
         Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", dtype="bfloat16", int8_baseline=True))
+
+
+def test_baseline_dtype_loads_the_baseline_alone_in_it(tiny_model_dir):
+    import torch
+
+    roles = Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", baseline_dtype="bfloat16"))
+    assert roles.baseline is not roles.reference  # no baseline named: the reference, copied in bfloat16
+    assert roles.baseline.model.dtype == torch.bfloat16 and roles.reference.model.dtype == torch.float32
+    prefix = roles.reference.encode_prompt("Say hello.")
+    exact, halved = roles.reference.next_token_logprobs([prefix]), roles.baseline.next_token_logprobs([prefix])
+    assert 0 < float((exact.exp() - halved.exp()).abs().sum()) < 0.1  # close, not equal
+    same = Roles.load(RolesConfig(reference=str(tiny_model_dir), reward="sentiment", baseline_dtype="float32"))
+    assert same.baseline is same.reference  # the reference's own dtype: no second copy
+
+
+@pytest.mark.parametrize("options, message", [
+    ({"baseline_dtype": "int4"}, "Unknown baseline_dtype 'int4'. Use one of: auto, float32"),
+    ({"baseline_dtype": "bfloat16", "int8_baseline": True}, "Drop one of --int8-baseline and --baseline-dtype"),
+])
+def test_bad_baseline_dtypes_are_refused(options, message):
+    with pytest.raises(ConfigError, match=message):
+        RolesConfig(reward="sentiment", **options)

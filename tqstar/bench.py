@@ -5,7 +5,8 @@ Rows, at each number of prompts asked for: greedy decoding (the floor), our exac
 (the paper's settings: greedy rollouts, fixed horizon), the same with ``prune``, with ``--int8`` the same
 with an int8 baseline, and blockwise decoding at each block size. Each row reports seconds per generated token, the speed-up over the authors' loop,
 rollout tokens/s against raw ``generate`` at the same number of rows, how many of its tokens agree with
-the exact decoder's, its mean reward and the process's peak memory so far.
+the exact decoder's, its mean reward and the process's peak memory so far. ``--bf16`` adds the exact decoder
+with the baseline in bfloat16 (``--baseline-dtype bfloat16``).
 
 The authors' approach (docs/algorithm.md, "What --compat reproduces"): one prompt at a time; at every
 step a full forward pass over the prefix for the top-k, then one ``generate`` call that re-encodes the
@@ -25,8 +26,9 @@ import torch
 
 from .decoding.build import build_decoder
 from .decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
-from .decoding.roles import Roles
+from .decoding.roles import Roles, baseline_spec_for
 from .errors import ConfigError
+from .models.loader import load_language_model
 from .models.quantize import int8_copy
 from .options import at_least, between, check_field_types, option
 
@@ -79,6 +81,7 @@ class BenchConfig:
     blocks: list[str] = option(["4", "8"], "Block sizes B of the blockwise rows.")
     authors_prompts: int = option(2, "Prompts the authors' one-prompt-at-a-time loop is timed on.")
     int8: bool = option(False, "Add rows with the baseline quantised to int8 (--int8-baseline).")
+    bf16: bool = option(False, "Add rows with the baseline in bfloat16 (--baseline-dtype bfloat16).")
     threads: int | None = option(None, "torch threads (default: torch's choice).")
 
     def __post_init__(self):
@@ -126,6 +129,10 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     int8_roles = None
     if bench.int8 and not roles_config.int8_baseline:
         int8_roles = replace(roles, baseline=int8_copy(rollout_model))
+    bf16_roles = None
+    if bench.bf16:
+        spec = baseline_spec_for(roles_config) or roles_config.reference
+        bf16_roles = replace(roles, baseline=load_language_model(spec, roles_config.device, "bfloat16"))
     authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
     build_decoder(replace(exact, max_new_tokens=2), roles).generate(BENCH_PROMPTS[:1])  # warm-up: loads, allocations
     print(f"rollout model {rollout_model.name}, dtype {next(rollout_model.model.parameters()).dtype}, torch threads "
@@ -145,6 +152,8 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
         if int8_roles is not None:
             variants += [("exact + int8 baseline", exact, int8_roles),
                          ("exact + prune + int8 baseline", replace(exact, prune=True), int8_roles)]
+        if bf16_roles is not None:
+            variants.append(("exact + bf16 baseline", exact, bf16_roles))
         variants += [(f"block {b}", replace(exact, block_size=b), roles) for b in bench.block_sizes]
         reference = None
         for label, config, used in variants:

@@ -11,6 +11,7 @@ from dataclasses import dataclass
 from typing import Any
 
 from ..errors import ConfigError
+from ..models.spec import DTYPE_NAMES
 from ..options import at_least, between, build, check_choice, check_field_types, defaults, option, temperature
 from .methods import METHOD_TABLE, METHODS, Method, method_of
 from .protocol import SELECT_GREEDY, SELECTIONS
@@ -191,9 +192,18 @@ class RolesConfig:
     int8_baseline: bool = option(False, "Run the baseline (the model TQ* rolls out) with int8 dynamic quantisation "
                                         "of its linear layers: about 2× faster rollouts on a CPU, slightly "
                                         "different values (docs/benchmarks.md). CPU only.")
+    baseline_dtype: str | None = option(None, "dtype of the baseline alone (the model TQ* rolls out), e.g. "
+                                              "bfloat16: half the weight bytes each rollout step reads, while the "
+                                              "reference's prior stays in --dtype. Unset: --dtype.",
+                                        choices=DTYPE_NAMES)
 
     def __post_init__(self):
         check_field_types(self)
+        if self.baseline_dtype is not None:
+            check_choice("baseline_dtype", self.baseline_dtype, DTYPE_NAMES)
+            if self.int8_baseline and self.baseline_dtype not in ("auto", "float32"):
+                raise ConfigError(f"int8_baseline quantises float32 weights, but baseline_dtype is "
+                                  f"{self.baseline_dtype}. Drop one of --int8-baseline and --baseline-dtype.")
 
 
 def split_options(values: dict[str, Any]) -> tuple[DecodeConfig, RolesConfig]:

@@ -9,7 +9,7 @@ from ..models.baselines import DEFAULT_BASELINE, adapter_base, adapter_dir, adap
 from ..models.loader import load_language_model
 from ..models.protocol import LanguageModel
 from ..models.quantize import int8_copy
-from ..models.spec import EMBEDDED_NAMES, same_model
+from ..models.spec import EMBEDDED_NAMES, resolve_device, resolve_dtype, same_model
 from ..options import check_choice
 from ..rewards.loading import load_reward
 from ..rewards.protocol import Reward
@@ -41,7 +41,11 @@ class Roles:
         if implicit:
             _require_adapter_of(baseline_spec, config.reference)
         reference = load_language_model(config.reference, config.device, config.dtype)
-        baseline = load_language_model(baseline_spec, config.device, config.dtype) if baseline_spec else reference
+        baseline_dtype = config.dtype if _same_dtype(config) else config.baseline_dtype
+        if baseline_spec or baseline_dtype != config.dtype:  # the reference in another dtype is another copy
+            baseline = load_language_model(baseline_spec or config.reference, config.device, baseline_dtype)
+        else:
+            baseline = reference
         if config.int8_baseline:
             baseline = int8_copy(baseline)  # a copy: the reference keeps its own weights even when it is the baseline
         reward = load_reward(config.reward, device=config.device)
@@ -50,6 +54,14 @@ class Roles:
         found = adapter_dir(baseline_spec)
         beta = adapter_metadata(found).get("beta") if found else None
         return cls(reference, baseline, reward, baseline_reward, implicit, beta)
+
+
+def _same_dtype(config: RolesConfig) -> bool:
+    """Whether --baseline-dtype names the dtype the reference loads in anyway (unset, or e.g. float32 on a CPU)."""
+    if config.baseline_dtype is None:
+        return True
+    device = resolve_device(config.device)
+    return resolve_dtype(config.baseline_dtype, device) == resolve_dtype(config.dtype, device)
 
 
 def baseline_spec_for(config: RolesConfig) -> str | None:

@@ -93,12 +93,15 @@ def resolve_device(device: str | None) -> str:
     return device
 
 
+#: What ``--dtype`` and ``--baseline-dtype`` accept; 'auto' is bfloat16 on CUDA, float32 on a CPU.
+DTYPE_NAMES = ("auto", "float32", "float16", "bfloat16")
+
+
 def resolve_dtype(dtype: str | None, device: str):
     import torch
 
-    names = {"float32": torch.float32, "float16": torch.float16, "bfloat16": torch.bfloat16}
     if dtype in (None, "auto"):
         return torch.bfloat16 if device.startswith("cuda") else torch.float32
-    if dtype not in names:
-        raise ModelLoadError(f"Unknown dtype {dtype!r}. Use one of: auto, {', '.join(names)}.")
-    return names[dtype]
+    if dtype not in DTYPE_NAMES[1:]:
+        raise ModelLoadError(f"Unknown dtype {dtype!r}. Use one of: {', '.join(DTYPE_NAMES)}.")
+    return getattr(torch, dtype)
