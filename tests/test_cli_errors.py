@@ -119,7 +119,7 @@ def test_eval_method_strings_with_bad_numbers_are_refused_and_write_nothing(caps
 
 def test_a_judge_reward_that_cannot_load_is_refused_before_anything_runs(capsys, eval_flags, tmp_path):
     refused(capsys, [*eval_flags, "--judge-reward", "nontoxic", "--judge-reward", "relevance+0.5*sentimental",
-                     "--output", tmp_path / "run"], "--judge-reward 'relevance+0.5*sentimental': the term")
+                     "--output", tmp_path / "run"], "--judge-reward 'relevance+0.5*sentimental': Unknown reward 'sentimental'")
     assert not (tmp_path / "run").exists()
 
 

@@ -74,12 +74,12 @@ def test_a_method_string_sets_the_block_size_and_a_blockwise_run_names_its_kl_es
     ({"methods": ["greedy:seed=3"]}, "sets seed, which is one per run.*Use --seed instead"),
     ({"methods": ["args:max_new_tokens=3"]}, "Use --max-new-tokens instead"),
     ({"methods": ["greedy"], "judge_url": "http://localhost:1/v1"}, "--judge-model"),
-    ({"methods": ["greedy"], "judge_rewards": ["nontoxik"]}, "--judge-reward 'nontoxik': no reward has that name.*"
-                                                             "one of sentiment, nontoxic"),
-    ({"methods": ["greedy"], "judge_rewards": ["relevance+x*sentiment"]}, "the weight 'x' is not a number"),
-    ({"methods": ["greedy"], "judge_rewards": ["relevance+0.5*sentimental"]}, "the term 'sentimental'"),
-    ({"methods": ["greedy"], "judge_rewards": ["./no/such/model"]}, "no reward-model directory"),
-    ({"methods": ["greedy"], "judge_rewards": [""]}, "it is empty"),
+    ({"methods": ["greedy"], "judge_rewards": ["nontoxik"]}, "--judge-reward 'nontoxik': Unknown reward 'nontoxik'.*"
+                                                             "one of: sentiment, nontoxic"),
+    ({"methods": ["greedy"], "judge_rewards": ["relevance+x*sentiment"]}, "Cannot read the weight 'x'"),
+    ({"methods": ["greedy"], "judge_rewards": ["relevance+0.5*sentimental"]}, "Unknown reward 'sentimental' in"),
+    ({"methods": ["greedy"], "judge_rewards": ["./no/such/model"]}, "does not exist or holds no config.json"),
+    ({"methods": ["greedy"], "judge_rewards": [""]}, "The reward spec is empty"),
     ({"methods": ["greedy"], "judge_rewards": ["nontoxic", " nontoxic"]}, "given twice"),
 ])
 def test_bad_methods_and_options_are_refused(options, message):

@@ -3,17 +3,13 @@
 
 from __future__ import annotations
 
-import math
 from dataclasses import asdict, dataclass, fields, replace
-from pathlib import Path
 from typing import Any
 
 from ..decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
-from ..errors import ConfigError
+from ..errors import ConfigError, RewardError
 from ..options import at_least, between, check_field_types, coerce, option
-from ..rewards.classifier import looks_like_path
-from ..rewards.loading import _BUILTINS as REWARD_NAMES  # the names load_reward knows, read, not copied
-from ..rewards.trained import is_trained_reward_model_dir
+from ..rewards.loading import check_reward_spec
 
 RUN_WIDE = ("reference", "reward", "device", "dtype")  # one per run: methods are compared on them
 #: Decode options eval sets for every method from its own flags: chunks are its unit of batching and seeding.
@@ -105,11 +101,10 @@ class EvalConfig:
             raise ConfigError("An LLM judge needs both --judge-url and --judge-model.")
         self.judge_rewards = [spec.strip() for spec in self.judge_rewards]
         for spec in self.judge_rewards:
-            problem = reward_spec_problem(spec)
-            if problem:
-                raise ConfigError(f"--judge-reward {spec!r}: {problem}. Write it as for --reward: one of "
-                                  f"{', '.join(REWARD_NAMES)}, a weighted sum like 'relevance+0.5*sentiment', a "
-                                  "reward-model directory or hf:MODEL_ID.")
+            try:
+                check_reward_spec(spec)
+            except RewardError as exc:
+                raise ConfigError(f"--judge-reward {spec!r}: {exc}") from None
         if len(set(self.judge_rewards)) < len(self.judge_rewards):
             raise ConfigError("A --judge-reward is given twice. Name each judge reward once.")
 
@@ -119,33 +114,6 @@ class EvalConfig:
         keeps traces: neither changes a record, so a run may be resumed with traces turned on or off)."""
         where = {"output", "workers", "ray", "judge_url", "judge_model", "judge_key_env", "judge_against", "no_traces"}
         return {k: v for k, v in asdict(self).items() if k not in where}
-
-
-def reward_spec_problem(spec: str) -> str | None:
-    """Why ``load_reward`` would refuse the reward spec ``spec``, found without loading a model (a judge
-    reward loads in each worker, once the run has started), or None. A model ``hf:ID`` is not looked up."""
-    if not spec:
-        return "it is empty"
-    if spec in REWARD_NAMES or (spec.startswith("hf:") and len(spec) > 3):
-        return None
-    path = Path(spec).expanduser()
-    if path.is_dir() or (looks_like_path(spec) and "+" not in spec):
-        if is_trained_reward_model_dir(path) or (path / "config.json").is_file():
-            return None
-        return "no reward-model directory (holding config.json) is there"
-    if "+" not in spec and "*" not in spec:
-        return "no reward has that name"
-    for part in spec.split("+"):  # as load_reward reads a sum: terms joined by '+', each with an optional 'W*'
-        weight, _, name = part.strip().rpartition("*")
-        try:
-            factor = float(weight) if weight.strip() else 1.0
-        except ValueError:
-            factor = math.nan
-        if not math.isfinite(factor):
-            return f"the weight {weight.strip()!r} is not a number"
-        if name.strip() not in REWARD_NAMES and not name.strip().startswith("hf:"):
-            return f"the term {name.strip()!r} is not a reward name"
-    return None
 
 
 @dataclass

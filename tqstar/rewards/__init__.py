@@ -9,6 +9,7 @@ _EXPORTS = {
     **dict.fromkeys(["helpful_harmless", "upbeat_relevant"], "composite"),
     "HFRewardModel": "classifier",
     "load_reward": "loading",
+    "check_reward_spec": "loading",
     **dict.fromkeys(["TrainedRewardModel", "HarmlessReward", "is_trained_reward_model_dir"], "trained"),
     **dict.fromkeys(["RewardModelConfig", "train_reward_model", "load_preference_pairs"], "training"),
 }

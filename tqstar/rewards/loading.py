@@ -39,20 +39,34 @@ def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> 
         if callable(spec):
             return CallableReward(spec)
         raise RewardError(f"Unknown reward {spec!r}. Use one of: {_CHOICES}.")
-    text = str(spec).strip()
+    return _loader(str(spec).strip())(device)
+
+
+def check_reward_spec(spec: str) -> None:
+    """Raise ``RewardError`` where ``load_reward(spec)`` would refuse it, without loading any model (so a run
+    refuses a bad spec before its work starts; an ``hf:MODEL_ID`` is not looked up)."""
+    _loader(str(spec).strip())
+
+
+def _loader(text: str) -> Callable[[str | None], Reward]:
+    """What loads the reward ``text`` names, on a device; every refusal of a spec is raised here."""
+    if not text:
+        raise RewardError(f"The reward spec is empty. Use one of: {_CHOICES}.")
     if text in _BUILTINS:
-        return _BUILTINS[text](device)
+        return _BUILTINS[text]
     if text.startswith("hf:") and len(text) > 3:
-        return HFRewardModel(text[3:], device=device)
+        return lambda device: HFRewardModel(text[3:], device=device)
     path = Path(text).expanduser()
     if is_trained_reward_model_dir(path):
-        return TrainedRewardModel(path, device=device)
+        return lambda device: TrainedRewardModel(path, device=device)
     if (path / "config.json").is_file():
-        return HFRewardModel(text, device=device)
+        return lambda device: HFRewardModel(text, device=device)
     if path.is_dir() or (looks_like_path(text) and "+" not in text):
         raise RewardError(f"Reward model directory {text!r} does not exist or holds no config.json. Check the path.")
     if "+" in text or "*" in text:
-        return _weighted_sum(text, device)
+        terms = _weighted_terms(text)
+        return lambda device: WeightedSum([(factor, load_reward(name, device=device)) for factor, name in terms],
+                                          name=text.replace(" ", ""))
     raise RewardError(f"Unknown reward {text!r}. Use one of: {_CHOICES}.")
 
 
@@ -66,7 +80,7 @@ _BUILTINS: dict[str, Callable[[str | None], Reward]] = {
 }
 
 
-def _weighted_sum(text: str, device: str | None) -> WeightedSum:
+def _weighted_terms(text: str) -> list[tuple[float, str]]:
     """Parse ``"relevance+0.5*sentiment"``: terms joined by '+', each with an optional ``W*`` factor."""
     terms = []
     for part in text.split("+"):
@@ -80,5 +94,5 @@ def _weighted_sum(text: str, device: str | None) -> WeightedSum:
         name = name.strip()
         if name not in _BUILTINS and not name.startswith("hf:"):
             raise RewardError(f"Unknown reward {name!r} in {text!r}. Use one of: {_CHOICES}.")
-        terms.append((factor, load_reward(name, device=device)))
-    return WeightedSum(terms, name=text.replace(" ", ""))
+        terms.append((factor, name))
+    return terms
