@@ -6,7 +6,7 @@ import json
 import pytest
 
 import tqstar.align.run as align_run
-from tqstar.align import (AlignConfig, build_pairs, check_same_run, dev_source, dpo_models, given_pairs,
+from tqstar.align import (AlignConfig, build_pairs, check_same_run, dev_source, dpo_arguments, dpo_models, given_pairs,
                           round_prompts, run_align)
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
@@ -292,3 +292,24 @@ def test_a_run_killed_in_round_two_resumes_there_without_redoing_round_one(tiny_
     assert run_align(config, progress=False)["rounds"] == metadata["rounds"] and calls == []  # nothing redone
     with pytest.raises(ConfigError, match="several rounds"):
         run_align(AlignConfig(**{**config.__dict__, "rounds": 1}), progress=False)
+
+
+def test_the_sft_weight_adds_the_chosen_answers_nll_to_dpo(tmp_path):
+    plain = dpo_arguments(AlignConfig(output="x"), tmp_path)
+    assert plain.loss_type == ["sigmoid"] and plain.loss_weights is None  # DPO alone by default
+    mixed = dpo_arguments(AlignConfig(output="x", sft_weight=0.5), tmp_path)
+    assert mixed.loss_type == ["sigmoid", "sft"] and mixed.loss_weights == [1.0, 0.5]
+
+
+@pytest.mark.slow
+def test_with_an_sft_weight_training_raises_the_chosen_answers_likelihood(tiny_model_dir, tmp_path):
+    source = _write_pairs(tmp_path / "written.jsonl", prompts=("q1", "q2"), per_prompt=2)
+    chosen_logps = {}
+    for weight in (0.0, 5.0):
+        config = AlignConfig(output=str(tmp_path / f"bl-{weight}"), reference=str(tiny_model_dir), reward="sentiment",
+                             pairs=source, sft_weight=weight, learning_rate=5e-3, epochs=1, batch_size=2,
+                             max_new_tokens=4, dev_limit=2)
+        chosen_logps[weight] = run_align(config, progress=False)["curves"]["chosen_logps"]
+    # TRL logs the policy's log-probability of the chosen answers at each step
+    assert chosen_logps[5.0][-1][1] > chosen_logps[0.0][-1][1]
+    assert (tmp_path / "bl-5.0" / "chosen_logps.png").is_file()

@@ -21,7 +21,7 @@ from ..lazy import lazy_getattr
 _EXPORTS = {
     **dict.fromkeys(["AlignConfig", "MAX_ROUNDS", "check_same_run", "dev_source", "round_prompts"], "config"),
     **dict.fromkeys(["build_pairs", "given_pairs", "mean_reward"], "pairs"),
-    **dict.fromkeys(["train_adapter", "dpo_models"], "train"),
+    **dict.fromkeys(["train_adapter", "dpo_arguments", "dpo_models"], "train"),
     "run_align": "run",
 }
 

@@ -32,6 +32,10 @@ class AlignConfig:
     max_new_tokens: int = option(48, "Most tokens per sampled response.")
     min_margin: float = option(0.1, "Skip a prompt whose best and worst reward differ by less than this.")
     beta: float = option(0.1, "β of DPO (recorded for the implicit reward β·log(ρ_BL/ρ_ref)).")
+    sft_weight: float = option(0.0, "Weight of a supervised (negative log-likelihood) loss on the chosen answers "
+                                    "added to DPO's (TRL's 'sft' loss type, as in RPO). DPO alone on pairs the "
+                                    "policy would not write (--pairs) lowers the chosen answers' likelihood along "
+                                    "with the rejected ones'; this term makes the policy write them. 0: DPO alone.")
     lora_r: int = option(8, "LoRA rank.")
     learning_rate: float = option(5e-4, "Learning rate of the adapter.")
     epochs: float = option(2.0, "Passes over the pairs (of each round).")
@@ -75,6 +79,7 @@ class AlignConfig:
                                   "--pairs-per-prompt.")
             at_least("pairs_per_prompt", self.pairs_per_prompt, 1)
         positive("beta", self.beta, "DPO's β is typically 0.1.")
+        between("sft_weight", self.sft_weight, 0, 100, "the supervised term would drown DPO's")
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
         positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")
         temperature("temperature", self.temperature, greedy=False)  # pairs need varied responses

@@ -15,11 +15,12 @@ def _pyplot():
 
 
 def plot_curves(curves: dict, out: Path, round_starts: list[int] | None = None) -> None:
-    """loss.png and margins.png; ``round_starts``: the first step of each round after the first, marked."""
+    """loss.png, margins.png and chosen_logps.png; ``round_starts``: the first step of each round after the first, marked."""
     plt = _pyplot()
     for key, title, unit in (("loss", "DPO loss", "loss (nats)"),
-                             ("margins", "DPO reward margin, chosen − rejected", "margin (β × nats)")):
-        if not curves[key]:
+                             ("margins", "DPO reward margin, chosen − rejected", "margin (β × nats)"),
+                             ("chosen_logps", "log-probability of the chosen answers", "nats")):
+        if not curves.get(key):  # rounds finished before a curve was kept lack it
             continue
         steps, values = zip(*curves[key])
         fig, ax = plt.subplots(figsize=(6, 3.5))

@@ -15,7 +15,7 @@ from ..rewards.training import load_preference_pairs
 from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts
 from .pairs import build_pairs, given_pairs, mean_reward
 from .plots import plot_curves, plot_dev_rewards
-from .train import plain_model_dir, point_adapter_at, publish_adapter, train_adapter
+from .train import CURVES, plain_model_dir, point_adapter_at, publish_adapter, train_adapter
 
 #: Written last in a round's folder: its presence marks a finished round, which is never redone.
 ROUND_FILE = "round.json"
@@ -146,11 +146,11 @@ def _reference_dev_reward(run: _Run) -> dict:
 
 def _joined_curves(rounds: list[dict]) -> tuple[dict, list[int]]:
     """The rounds' curves on one step axis (round r's steps follow round r−1's), and where rounds 2.. start."""
-    joined, starts, offset = {"loss": [], "margins": []}, [], 0
+    joined, starts, offset = {curve: [] for curve in CURVES}, [], 0
     for result in rounds:
         if offset:
             starts.append(offset + 1)
         for key in joined:
-            joined[key] += [[offset + step, value] for step, value in result["curves"][key]]
+            joined[key] += [[offset + step, value] for step, value in result["curves"].get(key, [])]
         offset += max((step for step, _ in result["curves"]["loss"]), default=0)
     return joined, starts

@@ -10,6 +10,9 @@ from ..errors import ConfigError
 from ..models.spec import resolve_device
 from .config import AlignConfig
 
+#: The curves an align run keeps, by the name TRL logs them under: the chosen answers' log-probability shows
+#: whether DPO raises them or only lowers the rejected ones faster (what --sft-weight is for).
+CURVES = {"loss": "loss", "margins": "rewards/margins", "chosen_logps": "logps/chosen"}
 #: The files of a saved adapter (PEFT's ``save_pretrained``).
 ADAPTER_FILES = ("adapter_config.json", "adapter_model.safetensors", "README.md")
 
@@ -23,7 +26,7 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict], folder
     from peft import LoraConfig
 
     from transformers import AutoTokenizer
-    from trl import DPOConfig, DPOTrainer
+    from trl import DPOTrainer
 
     if not pairs:
         raise ConfigError("No usable pairs: every prompt's samples were near-ties. Lower --min-margin or "
@@ -37,12 +40,7 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict], folder
         "rejected": [{"role": "assistant", "content": p["rejected"]}],
     } for p in pairs])
     checkpoints = folder / "checkpoints"
-    args = DPOConfig(output_dir=str(checkpoints), beta=config.beta, learning_rate=config.learning_rate,
-                     num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
-                     logging_steps=1, save_steps=10, save_total_limit=2, report_to=[], seed=config.seed,
-                     max_length=256, use_cpu=resolve_device(None) == "cpu",
-                     # TRL's defaults (bf16 autocast, activation checkpointing) make a CPU step 100× slower
-                     bf16=False, activation_checkpointing=False)
+    args = dpo_arguments(config, checkpoints)
     lora = None if start_from else LoraConfig(
         r=config.lora_r, lora_alpha=2 * config.lora_r, lora_dropout=0.0, task_type="CAUSAL_LM",
         target_modules=["q_proj", "k_proj", "v_proj", "o_proj"])
@@ -51,9 +49,22 @@ def train_adapter(config: AlignConfig, model_dir: str, pairs: list[dict], folder
     resume = any(checkpoints.glob("checkpoint-*"))
     trainer.train(resume_from_checkpoint=True if resume else None)
     trainer.model.save_pretrained(folder)
-    return {"loss": [(e["step"], e["loss"]) for e in trainer.state.log_history if "loss" in e],
-            "margins": [(e["step"], e["rewards/margins"]) for e in trainer.state.log_history
-                        if "rewards/margins" in e]}
+    return {curve: [(e["step"], e[logged]) for e in trainer.state.log_history if logged in e]
+            for curve, logged in CURVES.items()}
+
+
+def dpo_arguments(config: AlignConfig, checkpoints: Path):
+    """TRL's ``DPOConfig`` for ``config``: DPO's sigmoid loss, plus the NLL of the chosen answers weighted by
+    ``sft_weight`` when it is positive."""
+    from trl import DPOConfig
+
+    losses = {"loss_type": ["sigmoid", "sft"], "loss_weights": [1.0, config.sft_weight]} if config.sft_weight else {}
+    return DPOConfig(output_dir=str(checkpoints), beta=config.beta, learning_rate=config.learning_rate,
+                     num_train_epochs=config.epochs, per_device_train_batch_size=config.batch_size,
+                     logging_steps=1, save_steps=10, save_total_limit=2, report_to=[], seed=config.seed,
+                     max_length=256, use_cpu=resolve_device(None) == "cpu",
+                     # TRL's defaults (bf16 autocast, activation checkpointing) make a CPU step 100× slower
+                     bf16=False, activation_checkpointing=False, **losses)
 
 
 def dpo_models(model_dir: str, start_from: Path | None = None):
