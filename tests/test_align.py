@@ -313,3 +313,15 @@ def test_with_an_sft_weight_training_raises_the_chosen_answers_likelihood(tiny_m
     # TRL logs the policy's log-probability of the chosen answers at each step
     assert chosen_logps[5.0][-1][1] > chosen_logps[0.0][-1][1]
     assert (tmp_path / "bl-5.0" / "chosen_logps.png").is_file()
+
+
+def test_a_run_started_before_an_option_existed_resumes_with_its_default(tmp_path):
+    out = tmp_path / "bl"
+    out.mkdir()
+    check_same_run(AlignConfig(output=str(out)), out)
+    started = json.loads((out / "run.json").read_text())
+    del started["sft_weight"]  # as written before --sft-weight existed
+    (out / "run.json").write_text(json.dumps(started))
+    check_same_run(AlignConfig(output=str(out)), out)
+    with pytest.raises(ConfigError, match="--sft-weight 0.0 \\(now 1.0\\)"):
+        check_same_run(AlignConfig(output=str(out), sft_weight=1.0), out)

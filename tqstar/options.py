@@ -268,14 +268,15 @@ def writable_dir(path: str | Path, flag: str) -> Path:
     return path
 
 
-def claim_run(out: Path, options: dict[str, Any], what: str) -> None:
+def claim_run(out: Path, options: dict[str, Any], what: str, config_class=None) -> None:
     """Keep the options a resumable run started with in ``out/run.json``, and refuse to resume it with
-    others: its pairs or checkpoints would then mix two setups."""
+    others: its pairs or checkpoints would then mix two setups. An option ``config_class`` has but the run's
+    record lacks was added since the run started, which therefore ran with its default."""
     path = Path(out) / "run.json"
     if not path.is_file():
         write_json(path, options)
         return
-    started = json.loads(path.read_text())
+    started = {**(defaults(config_class) if config_class else {}), **json.loads(path.read_text())}
     changed = [f"--{k.replace('_', '-')} {started.get(k)!r} (now {v!r})" for k, v in options.items() if started.get(k) != v]
     if changed:
         raise ConfigError(f"{out} holds {what} started with {', '.join(changed)}; resuming it would mix two setups. "

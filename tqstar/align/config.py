@@ -100,7 +100,8 @@ RESUMABLE_CHANGES = ("output", "limit", "dev_limit", "dev_prompts", "rounds")
 def check_same_run(config: AlignConfig, out: Path) -> None:
     """Refuse to mix pairs or checkpoints made with other options (another reference, reward, β, ...), and
     a single-round run's files (at the top of ``out``) with rounds' folders."""
-    claim_run(out, {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}, "an align run")
+    claim_run(out, {k: v for k, v in asdict(config).items() if k not in RESUMABLE_CHANGES}, "an align run",
+              AlignConfig)
     if config.rounds > 1 and (out / "pairs.jsonl").is_file():
         raise ConfigError(f"{out} holds a single-round align run (pairs.jsonl at its top); runs of several rounds "
                           "keep each round in its own round-N folder. Resume it with --rounds 1, or pass a new "
