@@ -148,7 +148,8 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     train = train[:config.limit] if config.limit else train
     out.mkdir(parents=True, exist_ok=True)
     # checkpoints made with other options (data, rate, rank, ...) must not be resumed
-    claim_run(out, {key: value for key, value in asdict(config).items() if key != "output"}, "a reward-model run")
+    claim_run(out, {key: value for key, value in asdict(config).items() if key != "output"}, "a reward-model run",
+              RewardModelConfig)
     model, tokenizer, state, resumed = _fit(config, train, out, progress)
     model.eval()
 
