@@ -26,9 +26,8 @@ import torch
 
 from .decoding.build import build_decoder
 from .decoding.config import SIZE_BOUNDS, SIZE_WHY, DecodeConfig, RolesConfig
-from .decoding.roles import Roles, baseline_spec_for
+from .decoding.roles import Roles, load_baseline
 from .errors import ConfigError
-from .models.loader import load_language_model
 from .models.quantize import int8_copy
 from .options import at_least, between, check_field_types, option
 
@@ -131,8 +130,8 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
         int8_roles = replace(roles, baseline=int8_copy(rollout_model))
     bf16_roles = None
     if bench.bf16:
-        spec = baseline_spec_for(roles_config) or roles_config.reference
-        bf16_roles = replace(roles, baseline=load_language_model(spec, roles_config.device, "bfloat16"))
+        bf16_config = replace(roles_config, baseline_dtype="bfloat16", int8_baseline=False)
+        bf16_roles = replace(roles, baseline=load_baseline(bf16_config, roles.reference))
     authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
     build_decoder(replace(exact, max_new_tokens=2), roles).generate(BENCH_PROMPTS[:1])  # warm-up: loads, allocations
     print(f"rollout model {rollout_model.name}, dtype {next(rollout_model.model.parameters()).dtype}, torch threads "

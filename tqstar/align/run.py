@@ -103,9 +103,10 @@ def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> 
     dev = mean_reward(load_language_model(str(folder.resolve())), run.reward, run.dev_prompts,
                       config.max_new_tokens)
     measured = time.monotonic()
+    recorded = read_jsonl(folder / "pairs.jsonl")  # every prompt of the round, near-ties included
     return {"round": index, "sampled_from": _source_of_round(run, index, start_from),
-            "prompts": len({pair["prompt"] for pair in read_jsonl(folder / "pairs.jsonl")}),
-            "pairs": len(pairs), "skipped_ties": len(read_jsonl(folder / "pairs.jsonl")) - len(pairs),
+            "prompts": len({pair["prompt"] for pair in recorded}),
+            "pairs": len(pairs), "skipped_ties": len(recorded) - len(pairs),
             "curves": curves, "dev_reward": dev, "resumed": resumed,
             "seconds": {"sampling": sampled - began, "training": trained - sampled, "dev": measured - trained,
                         "total": measured - began}}

@@ -41,19 +41,27 @@ class Roles:
         if implicit:
             _require_adapter_of(baseline_spec, config.reference)
         reference = load_language_model(config.reference, config.device, config.dtype)
-        baseline_dtype = config.dtype if _same_dtype(config) else config.baseline_dtype
-        if baseline_spec or baseline_dtype != config.dtype:  # the reference in another dtype is another copy
-            baseline = load_language_model(baseline_spec or config.reference, config.device, baseline_dtype)
-        else:
-            baseline = reference
-        if config.int8_baseline:
-            baseline = int8_copy(baseline)  # a copy: the reference keeps its own weights even when it is the baseline
+        baseline = load_baseline(config, reference)
         reward = load_reward(config.reward, device=config.device)
         baseline_reward = None if config.baseline_reward in (None, "", IMPLICIT) else load_reward(
             config.baseline_reward, device=config.device)
         found = adapter_dir(baseline_spec)
         beta = adapter_metadata(found).get("beta") if found else None
         return cls(reference, baseline, reward, baseline_reward, implicit, beta)
+
+
+def load_baseline(config: RolesConfig, reference: LanguageModel) -> LanguageModel:
+    """The model that rolls out: the baseline spec (or ``reference`` itself) in ``baseline_dtype``, as an int8
+    copy with ``int8_baseline``."""
+    baseline_spec = baseline_spec_for(config)
+    baseline_dtype = config.dtype if _same_dtype(config) else config.baseline_dtype
+    if baseline_spec or baseline_dtype != config.dtype:  # the reference in another dtype is another copy
+        baseline = load_language_model(baseline_spec or config.reference, config.device, baseline_dtype)
+    else:
+        baseline = reference
+    if config.int8_baseline:
+        baseline = int8_copy(baseline)  # a copy: the reference keeps its own weights even when it is the baseline
+    return baseline
 
 
 def _same_dtype(config: RolesConfig) -> bool:
