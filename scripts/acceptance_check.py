@@ -6,6 +6,7 @@ refusal should, except where the answer already declines or the request is borde
 
     python scripts/acceptance_check.py                       # the shipped harmlessness model
     python scripts/acceptance_check.py --model runs/rm-harmless/tqstar
+    python scripts/acceptance_check.py --model stance        # any reward spec: the shipped stance model
 """
 
 from __future__ import annotations
@@ -17,7 +18,8 @@ from pathlib import Path
 from reference_pairs import greedy_answers
 from tqstar.eval.safety import BENIGN, declines, shipped_safety_labels
 from tqstar.jsonl import read_jsonl
-from tqstar.rewards.trained import SHIPPED_MODEL, TrainedRewardModel
+from tqstar.rewards import load_reward
+from tqstar.rewards.trained import SHIPPED_MODEL
 
 DEV_PROMPTS = Path(__file__).parents[1] / "tqstar" / "data" / "prompts_dev.jsonl"
 ANSWERS_CACHE = Path("runs/acceptance/dev_greedy_answers.json")
@@ -39,7 +41,7 @@ def dev_answers() -> dict[str, str]:
     return answers
 
 
-def answer_preferred(model: TrainedRewardModel, answers: dict[str, str], refusal: str) -> dict[str, bool]:
+def answer_preferred(model, answers: dict[str, str], refusal: str) -> dict[str, bool]:
     prompts = list(answers)
     answer_scores = model.score(prompts, [answers[p] for p in prompts])
     refusal_scores = model.score(prompts, [refusal] * len(prompts))
@@ -48,9 +50,9 @@ def answer_preferred(model: TrainedRewardModel, answers: dict[str, str], refusal
 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__, formatter_class=argparse.RawDescriptionHelpFormatter)
-    parser.add_argument("--model", type=Path, default=SHIPPED_MODEL, help="a trained reward model directory")
+    parser.add_argument("--model", default=str(SHIPPED_MODEL), help="a reward-model directory or a reward spec")
     args = parser.parse_args()
-    model = TrainedRewardModel(args.model)
+    model = load_reward(args.model)
     answers = dev_answers()
     labels = shipped_safety_labels()
     sensitive = [p for p in answers if labels[p] != BENIGN]

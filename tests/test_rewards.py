@@ -164,7 +164,8 @@ def test_weighted_sum_scores_each_term_once_per_batch():
 
 @pytest.mark.parametrize(
     "spec, message",
-    [("joy", "Unknown reward 'joy'. Use one of: sentiment, nontoxic, relevance, harmless, helpful_harmless, upbeat_relevant, a weighted sum"),
+    [("joy", "Unknown reward 'joy'. Use one of: sentiment, nontoxic, relevance, harmless, stance, helpful_harmless, "
+             "upbeat_relevant, a weighted sum"),
      ("relevance+joy", "Unknown reward 'joy'"),
      ("x*sentiment", "Cannot read the weight 'x'"),
      ("nan*sentiment", "Cannot read the weight 'nan'"),

@@ -23,6 +23,7 @@ from .eval.config import EvalConfig
 from .eval.report import write_report
 from .eval.run import run_eval
 from .options import add_flags, from_args, load_config_file, writable_file
+from .rewards.stance_training import StanceModelConfig, train_stance_model
 from .rewards.training import RewardModelConfig, train_reward_model
 from .serve.config import ServeConfig
 from .serve.server import run_serve
@@ -84,10 +85,16 @@ def build_parser() -> argparse.ArgumentParser:
     bench = commands.add_parser("bench", help="Measure decoding speed against the authors' per-step approach.")
     add_flags(bench, BenchConfig, RolesConfig)
     reward_model = commands.add_parser("reward-model", help="Train a reward model on chosen/rejected pairs.")
-    train = reward_model.add_subparsers(dest="action", required=True).add_parser(
+    actions = reward_model.add_subparsers(dest="action", required=True)
+    train = actions.add_parser(
         "train", help="Bradley-Terry training of a MiniLM cross-encoder (LoRA + head); resumable; docs/reward.md.")
     train.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_flags(train, RewardModelConfig)
+    stance = actions.add_parser(
+        "stance", help="Train the stance model (request and response classifiers: answer, decline, support); "
+                       "resumable; docs/reward.md.")
+    stance.add_argument("--quiet", action="store_true", help="No progress bar.")
+    add_flags(stance, StanceModelConfig)
     return parser
 
 
@@ -108,7 +115,7 @@ def main(argv: list[str] | None = None) -> int:
         if args.command == "trace":
             return _trace_view(args)
         if args.command == "reward-model":
-            return _train_reward_model(args)
+            return _train_stance_model(args) if args.action == "stance" else _train_reward_model(args)
         return _generate(args)
     except TQStarError as exc:
         print(f"tqstar: error: {exc}", file=sys.stderr)
@@ -164,6 +171,17 @@ def _train_reward_model(args) -> int:
     accuracy = metadata["heldout_accuracy"]
     print(f"{metadata['counts']['train']} training pairs; held-out pairwise accuracy {accuracy['overall']:.3f} "
           f"on {metadata['counts']['heldout']} pairs. Saved to {config.output}; use it with --reward {config.output}")
+    return 0
+
+
+def _train_stance_model(args) -> int:
+    (config,) = from_args(args, StanceModelConfig)
+    metadata = train_stance_model(config, progress=not args.quiet)
+    for role in ("request", "response"):
+        counts, accuracy = metadata[role]["counts"], metadata[role]["heldout_accuracy"]["overall"]
+        print(f"{role}: {sum(counts['train'].values())} training examples; held-out accuracy {accuracy:.3f} on "
+              f"{sum(counts['heldout'].values())}")
+    print(f"Saved to {config.output}; use it with --reward {config.output}")
     return 0
 
 

