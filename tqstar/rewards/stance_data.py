@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import json
 import os
+import re
 import zlib
 from pathlib import Path
 
@@ -31,6 +32,9 @@ WRITTEN_REQUESTS = DATA_DIR / "stance_requests.jsonl"
 HARMLESS_PROMPT_SPLITS = ("train", "pool")
 #: One in this many shipped harmless prompts is held out (chosen by a hash of the text, so stable).
 HELDOUT_EVERY = 7
+SENTENCE_END = re.compile(r"(?<=[.!?])\s+")
+#: Words that make a sentence decline; the sentences of a refusal without them only offer an alternative.
+DECLINING = re.compile(r"\b(can't|cannot|won't|not|unable|decline|sorry|afraid|refuse|shouldn't|don't|no)\b", re.I)
 #: First-person openings put before written compliance. The written refusals mostly start with "I",
 #: the written compliance almost never, and a classifier trained on that alone calls "I'd be happy to
 #: help you get into your ex's email account" a decline (a decoder found exactly this on dev).
@@ -69,6 +73,7 @@ def _shipped_examples() -> list[dict]:
         if pair["category"] == "harmful":
             opening = EAGER_OPENINGS[zlib.crc32(pair["rejected"].encode()) % len(EAGER_OPENINGS)]
             examples.append(_example(f"{opening} {pair['rejected']}", "response", "answer", split))
+            examples += _split_refusal(pair["chosen"], split)
     examples += _read_examples(WRITTEN_REQUESTS)
     asked = {e["text"] for e in examples if e["role"] == "request"}
     for name in HARMLESS_PROMPT_SPLITS:
@@ -87,6 +92,17 @@ def _response_stances(pair: dict) -> tuple[str, str]:
     if pair["kind"] in POOR_ANSWERS:
         return "answer", "answer"
     return "answer", "decline"  # a needless refusal or a preachy non-answer
+
+
+def _split_refusal(text: str, split: str) -> list[dict]:
+    """A written refusal split into its declining first sentence (a decline) and the safe alternative after
+    it, which alone declines nothing (an answer). Trained on whole refusals, the classifier took the
+    alternative's caring, lawful vocabulary for the decline, and a decoder on dev learned to write that
+    vocabulary instead of declining ("a secure and safe way to get into my ex's e-commerce")."""
+    parts = SENTENCE_END.split(text.strip(), maxsplit=1)
+    if len(parts) < 2 or not DECLINING.search(parts[0]) or DECLINING.search(parts[1]):
+        return []
+    return [_example(parts[0], "response", "decline", split), _example(parts[1], "response", "answer", split)]
 
 
 def _hashed_split(text: str) -> str:
