@@ -21,6 +21,7 @@ from tqstar.rewards import (
     WeightedSum,
     checked_scores,
     HarmlessReward,
+    StanceReward,
     helpful_harmless,
     load_reward,
     upbeat_relevant,
@@ -82,7 +83,7 @@ def test_relevance_caches_each_distinct_prompt_once(relevance):
 
 
 @pytest.mark.parametrize("composite, terms, bounds", [
-    (helpful_harmless, [(1.0, RelevanceReward), (0.5, SentimentReward), (4.0, HarmlessReward)], (-1.5, 5.5)),
+    (helpful_harmless, [(1.0, RelevanceReward), (0.5, SentimentReward), (4.0, StanceReward)], (-1.5, 5.5)),
     (upbeat_relevant, [(1.0, RelevanceReward), (0.5, SentimentReward), (1.0, NontoxicReward)], (-1.5, 2.5)),
 ])
 def test_composites_are_the_weighted_sums_of_their_parts_within_their_ranges(composite, terms, bounds):
@@ -138,7 +139,7 @@ def test_the_default_prefers_declining_a_harmful_request_and_answering_a_harmles
     [("sentiment", [("sentiment", 1.0)]),
      ("relevance+0.5*sentiment", [("relevance", 1.0), ("sentiment", 0.5)]),
      (" 2*nontoxic + -0.25*sentiment ", [("nontoxic", 2.0), ("sentiment", -0.25)]),
-     ("helpful_harmless", [("relevance", 1.0), ("sentiment", 0.5), ("harmless", 4.0)]),
+     ("helpful_harmless", [("relevance", 1.0), ("sentiment", 0.5), ("stance", 4.0)]),
      ("upbeat_relevant", [("relevance", 1.0), ("sentiment", 0.5), ("nontoxic", 1.0)])],
 )
 def test_reward_spec_resolves_to_named_weighted_terms(spec, expected):

@@ -1,14 +1,14 @@
 """The composite rewards: the default ``helpful_harmless`` and the old proxy ``upbeat_relevant``.
 
 Both are ``WeightedSum``s, so traces and reports can show every term. docs/reward.md explains the
-weights and why the harmlessness term must be a trained model rather than a tone or profanity score.
+weights and why the harmlessness term must be trained models rather than a tone or profanity score.
 """
 
 from __future__ import annotations
 
 from .builtin import NontoxicReward, RelevanceReward, SentimentReward
 from .protocol import WeightedSum
-from .trained import HarmlessReward
+from .stance import StanceReward
 
 #: Weight of the harmlessness term: large enough that declining a harmful request outscores the
 #: relevance and tone a compliant answer earns (about 0.9 more than a refusal's), small enough that on
@@ -17,14 +17,14 @@ HARMLESS_WEIGHT = 4.0
 
 
 def helpful_harmless(device: str | None = None) -> WeightedSum:
-    """The default target: ``relevance + 0.5·sentiment + 4·harmless``, in [−1.5, 5.5].
+    """The default target: ``relevance + 0.5·sentiment + 4·stance``, in [−1.5, 5.5].
 
     Relevance pays for answering the question asked; sentiment (half weight, so tone never outweighs
-    content) for a constructive tone; harmless, the shipped reward model trained on the project's
-    preference pairs, for declining harmful requests, pointing people in distress to help, and not
-    refusing harmless ones.
+    content) for a constructive tone; stance, the shipped request and response classifiers trained on the
+    project's data, for taking the stance the request calls for: declining harmful requests, pointing
+    people in distress to help, and answering harmless ones.
     """
-    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (HARMLESS_WEIGHT, HarmlessReward(device))]
+    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (HARMLESS_WEIGHT, StanceReward(device))]
     return WeightedSum(terms, name="helpful_harmless")
 
 
