@@ -33,6 +33,18 @@ def read_jsonl(path: Path) -> list[dict]:
     return records
 
 
+def parse_object_line(line: str, where: str, fields: str) -> dict:
+    """One line of a hand-made JSON Lines file, which must hold an object with ``fields`` (named in the
+    message); ``ConfigError`` naming ``where`` (file and line) otherwise."""
+    try:
+        record = json.loads(line)
+    except json.JSONDecodeError as exc:
+        raise ConfigError(f"{where} is not JSON ({exc.msg}). Write one JSON object per line.") from None
+    if not isinstance(record, dict):
+        raise ConfigError(f"{where} is not a JSON object. Write one object with {fields} per line.")
+    return record
+
+
 def encode_lines(records: Iterable[dict]) -> bytes:
     """Records as the JSON Lines bytes ``append_jsonl`` writes."""
     return "".join(dumps(r) + "\n" for r in records).encode("utf-8")

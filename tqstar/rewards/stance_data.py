@@ -16,6 +16,7 @@ import zlib
 from pathlib import Path
 
 from ..errors import ConfigError
+from ..jsonl import parse_object_line
 from ..prompts import DATA_DIR
 from .stance import STANCES
 from .training import SHIPPED, SPLITS, load_preference_pairs
@@ -125,12 +126,7 @@ def _read_examples(path: Path) -> list[dict]:
 
 
 def _parse_example(line: str, where: str) -> dict:
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where} is not JSON ({exc.msg}). Write one JSON object per line.") from None
-    if not isinstance(record, dict):
-        raise ConfigError(f"{where} is not a JSON object. Write one object with text, role and stance per line.")
+    record = parse_object_line(line, where, "text, role and stance")
     text = record.get("text")
     if not isinstance(text, str) or not text.strip():
         raise ConfigError(f"{where}: text is missing, empty or not text. Give every example a non-empty text.")

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 from pathlib import Path
 
 from ..errors import ConfigError
-from ..jsonl import write_json
+from ..jsonl import parse_object_line, write_json
 from ..models.spec import resolve_device
 from ..options import at_least, between, check_choice, check_field_types, claim_run, option, positive
 from ..prompts import DATA_DIR
@@ -110,12 +110,7 @@ def _read_pairs(path: Path) -> list[dict]:
 
 def _parse_pair(line: str, path: Path, number: int) -> dict:
     where = f"{path}, line {number}"
-    try:
-        record = json.loads(line)
-    except json.JSONDecodeError as exc:
-        raise ConfigError(f"{where} is not JSON ({exc.msg}). Write one JSON object per line.") from None
-    if not isinstance(record, dict):
-        raise ConfigError(f"{where} is not a JSON object. Write one object with prompt, chosen and rejected per line.")
+    record = parse_object_line(line, where, "prompt, chosen and rejected")
     missing = [key for key in TEXT_FIELDS if key not in record]
     if missing:
         raise ConfigError(f"{where} lacks {', '.join(missing)}. Every pair needs prompt, chosen and rejected.")
