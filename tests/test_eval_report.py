@@ -101,3 +101,10 @@ def test_the_report_links_each_prompt_to_a_page_of_its_responses(run_dir):
         assert "<a href=\"../report.html\">" in page
     section = report.split("<h2>Responses by prompt</h2>")[1]  # the links above are the only ones: none from text
     assert "<script" not in section and "‹/script›" in section and "⟦click⟧(javascript:alert(1))" in section
+
+
+@pytest.mark.parametrize("prompts, shown", [("tqstar", "prompts `tqstar` split `dev`;"),
+                                            ("my/prompts.jsonl", "prompts `my/prompts.jsonl`;")])
+def test_the_report_names_a_split_only_for_sources_that_have_splits(run_dir, prompts, shown):
+    (run_dir / "config.json").write_text(json.dumps({"prompts": prompts, "split": "dev"}))
+    assert shown in write_report(run_dir).read_text()

@@ -9,6 +9,7 @@ from pathlib import Path
 
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
+from ..prompts import FILE_SUFFIXES
 from .guard import guard_summary
 from .judge import summarise_judgements
 from .metrics import summarise
@@ -55,13 +56,21 @@ def _interval(cell: dict, digits: int) -> str:
     return f"{cell['mean']:.{digits}f} [{cell['low']:.{digits}f}, {cell['high']:.{digits}f}]"
 
 
+def _prompt_source(config: dict) -> str:
+    """The prompts a run read: a file's split means nothing, so only a shipped set or dataset names one."""
+    source = str(config.get("prompts", "?"))
+    if Path(source).suffix.lower() in FILE_SUFFIXES:
+        return f"`{source}`"
+    return f"`{source}` split `{config.get('split', '?')}`"
+
+
 def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
     methods = summary["methods"]
     order = sorted(methods, key=lambda m: -methods[m]["reward"]["mean"])
     config = run_config(run_dir)
     lines = [f"# Evaluation: {run_dir.name}", "",
-             f"{len(records)} responses; {len(methods)} methods; prompts `{config.get('prompts', '?')}` split "
-             f"`{config.get('split', '?')}`; reference `{config.get('reference', '?')}`; target reward "
+             f"{len(records)} responses; {len(methods)} methods; prompts {_prompt_source(config)}; "
+             f"reference `{config.get('reference', '?')}`; target reward "
              f"`{config.get('reward', '?')}`; {config.get('max_new_tokens', '?')} new tokens at most.",
              "", "Means with 95% bootstrap intervals over prompts, best reward first.", "",
              "| method | n | " + " | ".join(title for _, title, _ in COLUMNS) + " | KL estimator |",
