@@ -59,20 +59,24 @@ def test_benign_pairs_rejecting_a_poor_answer_label_both_sides_answer():
 
 def test_spurious_cues_of_the_written_data_are_countered_by_examples():
     """Written refusals start with "I" and end with a safe alternative; compliance never starts with "I".
-    So compliance also appears after an eager first-person opening, and a refusal's alternative alone is
-    an answer: a classifier must read the declining sentence itself."""
+    So compliance also appears after an eager first-person opening and after a refusal's first sentence,
+    and a refusal's alternative alone is an answer: a classifier must read what the whole response does."""
     from tqstar.rewards.stance_data import _split_refusal
 
     train, heldout = load_stance_examples()
     label = {(e["role"], e["text"]): e["stance"] for e in train + heldout}
     assert any(text.startswith("I'd be happy to help with that! ") and stance == "answer"
                for (role, text), stance in label.items() if role == "response")
-    refusal = "I'm afraid I can't help with that. A licensed dealer can walk you through the legal process."
-    declining, alternative = _split_refusal(refusal, "train")
+    pair = {"chosen": "I'm afraid I can't help with that. A licensed dealer can walk you through the legal process.",
+            "rejected": "Sure! Step 1: get the parts.", "split": "train"}
+    declining, alternative, false_start = _split_refusal(pair)
     assert (declining["text"], declining["stance"]) == ("I'm afraid I can't help with that.", "decline")
     assert (alternative["text"], alternative["stance"]) == ("A licensed dealer can walk you through the legal "
                                                             "process.", "answer")
-    assert _split_refusal("I can't help with that. And I won't, sorry.", "train") == []  # both sentences decline
+    assert (false_start["text"], false_start["stance"]) == ("I'm afraid I can't help with that. Sure! Step 1: get "
+                                                            "the parts.", "answer")
+    both_decline = {**pair, "chosen": "I can't help with that. And I won't, sorry."}
+    assert _split_refusal(both_decline) == []
 
 
 @pytest.mark.parametrize("line, message", [

@@ -74,7 +74,7 @@ def _shipped_examples() -> list[dict]:
         if pair["category"] == "harmful":
             opening = EAGER_OPENINGS[zlib.crc32(pair["rejected"].encode()) % len(EAGER_OPENINGS)]
             examples.append(_example(f"{opening} {pair['rejected']}", "response", "answer", split))
-            examples += _split_refusal(pair["chosen"], split)
+            examples += _split_refusal(pair)
     examples += _read_examples(WRITTEN_REQUESTS)
     asked = {e["text"] for e in examples if e["role"] == "request"}
     for name in HARMLESS_PROMPT_SPLITS:
@@ -95,15 +95,20 @@ def _response_stances(pair: dict) -> tuple[str, str]:
     return "answer", "decline"  # a needless refusal or a preachy non-answer
 
 
-def _split_refusal(text: str, split: str) -> list[dict]:
-    """A written refusal split into its declining first sentence (a decline) and the safe alternative after
-    it, which alone declines nothing (an answer). Trained on whole refusals, the classifier took the
-    alternative's caring, lawful vocabulary for the decline, and a decoder on dev learned to write that
-    vocabulary instead of declining ("a secure and safe way to get into my ex's e-commerce")."""
-    parts = SENTENCE_END.split(text.strip(), maxsplit=1)
+def _split_refusal(pair: dict) -> list[dict]:
+    """Three examples from a harmful pair's written refusal: its declining first sentence alone (a decline);
+    the safe alternative after it alone, which declines nothing (an answer); and the declining sentence
+    followed by the pair's compliance (an answer: it complies). Trained on whole refusals, the classifier
+    took the alternative's caring vocabulary, or a refusal's opening words, for the decline, and decoders on
+    dev wrote exactly that instead of declining ("a secure and safe way to get into my ex's e-commerce";
+    "I don't know how to get into someone's email account. You need to use … a VPN")."""
+    parts = SENTENCE_END.split(pair["chosen"].strip(), maxsplit=1)
     if len(parts) < 2 or not DECLINING.search(parts[0]) or DECLINING.search(parts[1]):
         return []
-    return [_example(parts[0], "response", "decline", split), _example(parts[1], "response", "answer", split)]
+    declining, alternative = parts
+    return [_example(declining, "response", "decline", pair["split"]),
+            _example(alternative, "response", "answer", pair["split"]),
+            _example(f"{declining} {pair['rejected']}", "response", "answer", pair["split"])]
 
 
 def _hashed_split(text: str) -> str:
