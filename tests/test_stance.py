@@ -191,7 +191,7 @@ def test_the_score_is_the_chance_request_and_response_stances_agree(shipped):
 
 
 def test_more_distinct_prompts_than_the_cache_holds_score_in_one_call(shipped, monkeypatch):
-    monkeypatch.setattr(shipped, "CACHE_SIZE", 2)
+    monkeypatch.setattr(shipped._asked, "size", 2)
     prompts = [f"Question number {i}?" for i in range(3)] + ["Question number 0?"]
     scores = shipped.score(prompts, [REFUSAL] * 4)
     assert len(shipped._asked) <= 2 and scores[0] == pytest.approx(scores[3])

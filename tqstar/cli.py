@@ -23,6 +23,7 @@ from .eval.config import EvalConfig
 from .eval.report import write_report
 from .eval.run import run_eval
 from .options import add_flags, from_args, load_config_file, writable_file
+from .rewards.stance_data import ROLES
 from .rewards.stance_training import StanceModelConfig, train_stance_model
 from .rewards.training import RewardModelConfig, train_reward_model
 from .serve.config import ServeConfig
@@ -177,7 +178,7 @@ def _train_reward_model(args) -> int:
 def _train_stance_model(args) -> int:
     (config,) = from_args(args, StanceModelConfig)
     metadata = train_stance_model(config, progress=not args.quiet)
-    for role in ("request", "response"):
+    for role in ROLES:
         counts, accuracy = metadata[role]["counts"], metadata[role]["heldout_accuracy"]["overall"]
         print(f"{role}: {sum(counts['train'].values())} training examples; held-out accuracy {accuracy:.3f} on "
               f"{sum(counts['heldout'].values())}")

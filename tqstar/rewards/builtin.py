@@ -52,33 +52,44 @@ class RelevanceReward:
     def __init__(self, device: str | None = None, batch_size: int = 64):
         self.device = device or "cpu"  # 22M parameters: CPU keeps up unless a device is asked for
         self.batch_size = batch_size
-        self._prompt_cache: dict[str, object] = {}
+        self._prompt_cache = PromptCache(lambda texts: self._encode(_minilm(self.device), texts), self.CACHE_SIZE)
 
     def score(self, prompts, responses):
         model = _minilm(self.device)
-        self._cache_prompts(model, prompts)
+        asked = self._prompt_cache.lookup([p for p in prompts if p.strip()])
         keep = [i for i, (p, r) in enumerate(zip(prompts, responses)) if r.strip() and p.strip()]
         scores = [0.0] * len(responses)
         if keep:
             embedded = self._encode(model, [responses[i] for i in keep])
             for row, i in enumerate(keep):
-                scores[i] = float(embedded[row] @ self._prompt_cache[prompts[i]])
+                scores[i] = float(embedded[row] @ asked[prompts[i]])
         return scores
-
-    def _cache_prompts(self, model, prompts) -> None:
-        missing = list(dict.fromkeys(p for p in prompts if p.strip() and p not in self._prompt_cache))
-        if not missing:
-            return
-        for prompt, vector in zip(missing, self._encode(model, missing)):
-            if len(self._prompt_cache) >= self.CACHE_SIZE:
-                self._prompt_cache.pop(next(iter(self._prompt_cache)))  # dicts keep insertion order
-            self._prompt_cache[prompt] = vector
 
     def _encode(self, model, texts):
         return model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_tensor=True, show_progress_bar=False,
         ).float()
+
+
+class PromptCache(dict):
+    """Values of prompts, computed once per distinct prompt (decoding scores one prompt against hundreds
+    of responses); the oldest is dropped beyond ``size``."""
+
+    def __init__(self, compute, size: int):
+        super().__init__()
+        self.compute, self.size = compute, size
+
+    def lookup(self, prompts) -> dict:
+        """The value of each distinct prompt in ``prompts``: cached, or computed (in one call) and cached now."""
+        distinct = dict.fromkeys(prompts)
+        missing = [p for p in distinct if p not in self]
+        found = dict(zip(missing, self.compute(missing))) if missing else {}
+        for prompt, value in found.items():
+            while len(self) >= self.size:
+                self.pop(next(iter(self)))  # dicts keep insertion order
+            self[prompt] = value
+        return {p: found[p] if p in found else self[p] for p in distinct}
 
 
 @lru_cache(maxsize=None)

@@ -24,7 +24,8 @@ from pathlib import Path
 from typing import Sequence
 
 from ..errors import RewardError
-from .trained import batched_logits, load_adapter
+from .builtin import PromptCache
+from .trained import batched_logits, load_adapter, metadata_format
 
 STANCES = ("answer", "decline", "support")
 FORMAT = "tqstar-stance-model"
@@ -36,12 +37,8 @@ SHIPPED_STANCE_MODEL = Path(__file__).parents[1] / "reward_models" / "stance"
 def is_stance_model_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a finished ``train_stance_model`` output. Never raises."""
     path = Path(path).expanduser()
-    try:
-        metadata = json.loads((path / "metadata.json").read_text())
-    except (OSError, ValueError):
-        return False
-    return (isinstance(metadata, dict) and metadata.get("format") == FORMAT
-            and all((path / part / "adapter_config.json").is_file() for part in ("request", "response")))
+    return metadata_format(path) == FORMAT and all((path / role / "adapter_config.json").is_file()
+                                                   for role in ("request", "response"))
 
 
 class StanceReward:
@@ -69,13 +66,13 @@ class StanceReward:
         self.batch_size = max(1, int(batch_size))
         self.tokenizer, self.request_model = load_adapter(self.path / "request", len(STANCES), device)
         _, self.response_model = load_adapter(self.path / "response", len(STANCES), device)
-        self._asked: dict[str, list[float]] = {}
+        self._asked = PromptCache(self.request_stances, self.CACHE_SIZE)
 
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         if len(prompts) != len(responses):
             raise RewardError(f"Reward {self.name!r} got {len(prompts)} prompts but {len(responses)} responses; "
                               "pass one prompt per response.")
-        asked = self._requests(prompts)
+        asked = self._asked.lookup(prompts)
         given = self.response_stances(responses)
         return [sum(a * g for a, g in zip(asked[p], row)) for p, row in zip(prompts, given)]
 
@@ -88,17 +85,6 @@ class StanceReward:
         """``p(stance | response)`` for each response, in the order of ``STANCES``."""
         return _softmax_rows(batched_logits(self.response_model, self.tokenizer, responses, None, self.max_length,
                                             self.batch_size))
-
-    def _requests(self, prompts: Sequence[str]) -> dict[str, list[float]]:
-        """``p(stance | prompt)`` of each distinct prompt, from the cache or computed (and cached) now."""
-        distinct = dict.fromkeys(prompts)
-        missing = [p for p in distinct if p not in self._asked]
-        found = dict(zip(missing, self.request_stances(missing))) if missing else {}
-        for prompt, row in found.items():
-            while len(self._asked) >= self.CACHE_SIZE:
-                self._asked.pop(next(iter(self._asked)))  # dicts keep insertion order
-            self._asked[prompt] = row
-        return {p: found[p] if p in found else self._asked[p] for p in distinct}
 
 
 def _softmax_rows(rows: list[list[float]]) -> list[list[float]]:

@@ -17,10 +17,11 @@ from ..errors import ConfigError
 from ..jsonl import write_json
 from ..models.spec import resolve_device
 from ..options import at_least, between, check_field_types, claim_run, option, positive
-from .stance import FORMAT, FORMAT_VERSION, STANCES, is_stance_model_dir
+from .stance import FORMAT, FORMAT_VERSION, STANCES
 from .stance_data import ROLES, load_stance_examples
 from .trained import BASE, MAX_POSITIONS, _load_base, batched_logits, load_adapter
-from .training import LORA_LAYERS, MAX_BATCH_SIZE, MAX_LORA_RANK, SHIPPED, _point_adapter_at_base
+from .training import (LORA_LAYERS, MAX_BATCH_SIZE, MAX_LORA_RANK, SHIPPED, _point_adapter_at_base,
+                       finished_metadata)
 
 
 @dataclass
@@ -59,10 +60,9 @@ def train_stance_model(config: StanceModelConfig, progress: bool = True) -> dict
     directory started with other options is refused with ``ConfigError``, as is bad data.
     """
     out = Path(config.output)
-    if is_stance_model_dir(out):
-        metadata = json.loads((out / "metadata.json").read_text())
-        if metadata.get("config") == asdict(config):
-            return metadata
+    finished = finished_metadata(out, config)
+    if finished is not None:
+        return finished
     train, heldout = load_stance_examples(config.data)
     out.mkdir(parents=True, exist_ok=True)
     claim_run(out, {key: value for key, value in asdict(config).items() if key != "output"}, "a stance-model run",

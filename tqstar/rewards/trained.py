@@ -83,11 +83,16 @@ def is_trained_reward_model_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a finished ``train_reward_model`` output (metadata.json of this format
     and adapter_config.json). Never raises."""
     path = Path(path).expanduser()
+    return metadata_format(path) == FORMAT and (path / "adapter_config.json").is_file()
+
+
+def metadata_format(path: Path) -> str | None:
+    """The ``format`` named by ``path/metadata.json``, or None where there is none to read. Never raises."""
     try:
         metadata = json.loads((path / "metadata.json").read_text())
     except (OSError, ValueError):
-        return False
-    return isinstance(metadata, dict) and metadata.get("format") == FORMAT and (path / "adapter_config.json").is_file()
+        return None
+    return metadata.get("format") if isinstance(metadata, dict) else None
 
 
 class TrainedRewardModel:

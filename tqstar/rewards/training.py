@@ -137,7 +137,7 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     with other options is refused with ``ConfigError``, as is bad preference data.
     """
     out = Path(config.output)
-    finished = _finished_metadata(out, config)
+    finished = finished_metadata(out, config)
     if finished is not None:
         return finished
     train, heldout = load_preference_pairs(config.data)
@@ -164,7 +164,9 @@ def train_reward_model(config: RewardModelConfig, progress: bool = True) -> dict
     return metadata
 
 
-def _finished_metadata(out: Path, config: RewardModelConfig) -> dict | None:
+def finished_metadata(out: Path, config) -> dict | None:
+    """The metadata.json of a finished run of ``config`` (a dataclass) in ``out``, or None: it is written last,
+    so it marks a finished run, and one made with other options is not this run."""
     path = out / "metadata.json"
     if not path.is_file():
         return None
