@@ -3,11 +3,14 @@ choices equal their enumerated definitions; B = 1 is the token decoder; streamin
 follow blocks; every value-guided method runs blockwise on a real (tiny) transformers model."""
 
 import math
+from dataclasses import replace
+from itertools import product
 
 import pytest
 import torch
 
 from tabular import EOS, MAX_TOKENS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, responses, target_reward, text
+from tqstar.errors import ConfigError
 from tqstar.decoding import BlockwiseDecoder, DecodeConfig, Roles, ValueGuidedDecoder, build_decoder
 from tqstar.eval.metrics import KL_BLOCKWISE, KL_STEPWISE, response_kls
 from tqstar.models import load_language_model
@@ -43,14 +46,26 @@ def exact_block_step(method: str, block_size: int, state, roles=ROLES, top_k=3):
     blocks = [(z, *greedy(roles.reference, (*state, z), min(block_size, room) - 1)) if z != EOS else (z,)
               for z in first]
     prior = [roles.reference.logprob(state, b) for b in blocks]
-    rollout_model = {"cd": roles.reference, "tq-direct": roles.baseline}.get(method)
-    values = []
-    for b in blocks:
-        after = () if rollout_model is None or b[-1] == EOS else greedy(
-            rollout_model, (*state, *b), min(H - block_size + 1, room - len(b)))
-        values.append(target_reward(text((*state, *b, *after))))
+    values = [block_value(method, block_size, state, b, roles) for b in blocks]
     logits = torch.tensor(prior, dtype=torch.float64) + ALPHA * torch.tensor(values, dtype=torch.float64)
     return blocks, prior, values, torch.softmax(logits, 0)
+
+
+def block_value(method: str, block_size: int, state, block, roles=ROLES) -> float:
+    """Q̂ of one block: ARGS the reward of [y, block]; rollouts greedy H − B + 1 tokens of the rollout model
+    after the block, within the budget."""
+    rollout_model = {"cd": roles.reference, "tq-direct": roles.baseline}.get(method)
+    room = MAX_TOKENS - len(state) - len(block)
+    after = () if rollout_model is None or block[-1] == EOS else greedy(
+        rollout_model, (*state, *block), min(H - block_size + 1, room))
+    return target_reward(text((*state, *block, *after)))
+
+
+def every_block(state, block_size: int) -> list[tuple[int, ...]]:
+    """Every block the proposal can draw at ``state``: B letters, or fewer ending in EOS or at the budget."""
+    room = min(block_size, MAX_TOKENS - len(state))
+    ended = [(*body, EOS) for n in range(room) for body in product(range(1, VOCAB), repeat=n)]
+    return ended + list(product(range(1, VOCAB), repeat=room))
 
 
 @pytest.mark.parametrize("method", ["args", "cd", "tq-direct"])
@@ -75,6 +90,60 @@ def test_block_values_equal_their_enumerated_definition_and_the_argmax_is_chosen
         assert step.chosen_block == step.blocks[max(range(3), key=step.probabilities.__getitem__)]
         assert step.chosen == step.chosen_block[0] and step.chosen_text == text(step.chosen_block)
         assert len(step.chosen_block) <= block_size
+
+
+class CountingLM(TabularLM):
+    """A tabular model that counts the rollout rows it is asked for."""
+
+    rows = 0
+
+    def sample_continuations(self, prefixes, branches, *args, **kwargs):
+        self.rows += sum(len(b) for b in branches) if branches is not None else len(prefixes)
+        return super().sample_continuations(prefixes, branches, *args, **kwargs)
+
+
+def test_sampled_blocks_come_from_the_proposal_and_a_repeated_block_is_valued_once_and_weighs_its_draws():
+    baseline = CountingLM(BASELINE.table)
+    decoder = build_decoder(config("tq-direct", 2, top_k=12, block_candidates="sampled"),
+                            Roles(REFERENCE, baseline, R))
+    step = decoder.block_distribution(["x"] * len(STATES), [list(s) for s in STATES])
+    distinct = 0
+    for a, state in enumerate(STATES):
+        blocks = [tuple(b) for b in step.blocks[a]]
+        assert set(blocks) <= set(every_block(state, 2)) and len(set(blocks)) < len(blocks)  # k > the blocks
+        distinct += len(set(blocks))
+        assert step.prior[a].tolist() == pytest.approx([REFERENCE.logprob(state, b) for b in blocks], abs=1e-12)
+        assert step.values[a].tolist() == pytest.approx([block_value("tq-direct", 2, state, b) for b in blocks],
+                                                        abs=1e-12)
+        weight = {b: blocks.count(b) * math.exp(ALPHA * block_value("tq-direct", 2, state, b)) for b in blocks}
+        first = [blocks.index(b) == j for j, b in enumerate(blocks)]
+        expected = [weight[b] / sum(weight.values()) if is_first else 0.0 for b, is_first in zip(blocks, first)]
+        assert step.probabilities[a].tolist() == pytest.approx(expected, abs=1e-12)
+    assert baseline.rows == distinct
+
+
+@pytest.mark.parametrize("proposal", ["reference", "baseline"])
+def test_sampled_blocks_tend_to_pi_alg_over_every_block(proposal):
+    """The self-normalised estimate over k sampled blocks, averaged over draws, approaches π_alg(block) ∝
+    ρ_ref(block)·exp(α·Q̂(block)) over every block, also when the proposal (here a baseline aligned to the
+    target, as a proposal should be) is not the prior."""
+    roles = Roles(REFERENCE, TabularLM.from_distribution(aligned(REFERENCE, target_reward, 1.0)), R)
+    decode = config("tq-direct", 2, top_k=256, block_candidates="sampled", proposal=proposal)
+    mass: dict[tuple[int, ...], float] = {}
+    draws = 20
+    for seed in range(draws):
+        step = build_decoder(replace(decode, seed=seed), roles).block_distribution(["x"], [[]])
+        for b, p in zip(step.blocks[0], step.probabilities[0].tolist()):
+            mass[tuple(b)] = mass.get(tuple(b), 0.0) + p / draws
+    weight = {b: math.exp(REFERENCE.logprob((), b) + ALPHA * block_value("tq-direct", 2, (), b, roles))
+              for b in every_block((), 2)}
+    for b, w in weight.items():
+        assert mass.get(b, 0.0) == pytest.approx(w / sum(weight.values()), abs=0.03), b
+
+
+def test_sampled_blocks_need_a_block_of_two_tokens_or_more():
+    with pytest.raises(ConfigError, match="block_size is 1"):
+        config("tq-direct", 1, block_candidates="sampled")
 
 
 def test_block_size_one_builds_the_token_decoder_and_decodes_identically():
@@ -141,15 +210,16 @@ def tiny(tiny_model_dir):
     return load_language_model(str(tiny_model_dir))
 
 
-@pytest.mark.parametrize("method, extra", [
-    ("args", {}), ("cd", {}), ("tq-direct", {}), ("tq-indirect", {"baseline_reward": "sentiment"}),
-    ("soft", {"implicit": True}),
+@pytest.mark.parametrize("method, extra, candidates", [
+    ("args", {}, "top-k"), ("cd", {}, "top-k"), ("tq-direct", {}, "top-k"), ("tq-direct", {}, "sampled"),
+    ("tq-indirect", {"baseline_reward": "sentiment"}, "top-k"), ("soft", {"implicit": True}, "top-k"),
 ])
-def test_every_value_guided_method_runs_blockwise_on_a_transformers_model(tiny, method, extra):
+def test_every_value_guided_method_runs_blockwise_on_a_transformers_model(tiny, method, extra, candidates):
     if "baseline_reward" in extra:
         extra = {"baseline_reward": load_reward(extra["baseline_reward"])}
     length = CallableReward(lambda prompts, texts: [len(t) / 10 for t in texts], "length")
-    decode = DecodeConfig(method=method, block_size=3, top_k=3, horizon=4, max_new_tokens=7, beta=1.0)
+    decode = DecodeConfig(method=method, block_size=3, top_k=3, horizon=4, max_new_tokens=7, beta=1.0,
+                          block_candidates=candidates)
     results = build_decoder(decode, Roles(tiny, tiny, length, **extra)).generate(["Hi", "Name a colour."])
     for result in results:
         assert result.text == tiny.decode(result.token_ids) and math.isfinite(result.reward)

@@ -2,11 +2,17 @@
 ("Controlled Decoding from Language Models"): each step values k candidate *blocks* of B tokens and commits
 the chosen block whole, so a response of T tokens takes about T/B steps of rollouts and reward calls, not T.
 
-At the state ``s_t = [x, y_<t]`` candidate block j is the proposal's j-th most likely next token continued
-greedily by the proposal for B − 1 more tokens, ending early at EOS or at the response budget. Its prior is
-``log π_prior(block | s_t)``, the sum of the prior's token log-probs, and
+At the state ``s_t = [x, y_<t]`` candidate block j is, with ``block_candidates='top-k'``, the proposal's j-th
+most likely next token continued greedily by the proposal for B − 1 more tokens; with ``'sampled'``, the j-th of
+k blocks of B tokens sampled from the proposal. Either ends early at EOS or at the response budget. Its prior
+is ``log π_prior(block | s_t)``, the sum of the prior's token log-probs, and
 
     π_alg(block | s_t) ∝ π_prior(block | s_t) · exp(α · Q̂(s_t, block)).
+
+Sampled blocks stand for the proposal's whole distribution over blocks, so π_alg over them is its
+self-normalised importance estimate: a block drawn c times from the proposal q gets weight
+``c · π_prior/q · exp(α·Q̂)`` on its first draw and none on the others (as k grows this tends to π_alg over
+every block; the oracle test checks it). Identical blocks are valued once.
 
 The value estimators stay as they are: block j is asked of them as the state ``[x, y_<t, block_j[:-1]]``
 with the single candidate token ``block_j[-1]`` (a ``ValueQuery`` with one candidate per row), so ARGS scores
@@ -17,13 +23,15 @@ H); at B = 1 everything here reduces to the token decoder, which ``build_decoder
 
 from __future__ import annotations
 
+import math
+from collections import Counter
 from dataclasses import dataclass, field, replace
 from typing import Sequence
 
 import torch
 
 from .decoder import StepDistribution, ValueGuidedDecoder, _require_usable
-from .protocol import GenerationResult, StepTrace, ValueEstimate, ValueQuery
+from .protocol import BLOCKS_SAMPLED, BLOCKS_TOP_K, GenerationResult, StepTrace, ValueEstimate, ValueQuery
 from .values import SoftTransferValue
 
 
@@ -43,9 +51,9 @@ class BlockwiseDecoder(ValueGuidedDecoder):
     """Algorithm 1 over blocks of ``block_size`` tokens (module docstring). Build one with ``build_decoder``
     and ``block_size`` > 1, or construct it like ``ValueGuidedDecoder`` plus ``block_size``."""
 
-    def __init__(self, *, block_size: int, **options):
+    def __init__(self, *, block_size: int, block_candidates: str = BLOCKS_TOP_K, **options):
         super().__init__(**options)
-        self.block_size = block_size
+        self.block_size, self.block_candidates = block_size, block_candidates
 
     def block_distribution(self, prompts: Sequence[str], responses: Sequence[Sequence[int]], prior_prompts=None,
                            proposal_prompts=None, max_new_tokens: Sequence[int] | None = None) -> BlockDistribution:
@@ -57,26 +65,37 @@ class BlockwiseDecoder(ValueGuidedDecoder):
         proposal_prompts = proposal_prompts or [self.proposal.encode_prompt(p) for p in prompts]
         limits = list(max_new_tokens or [self.settings.max_new_tokens] * len(responses))
         prefixes = [list(p) + list(r) for p, r in zip(proposal_prompts, responses)]
-        first, blocks, logprobs = self._greedy_blocks(prefixes, [n - len(r) for n, r in zip(limits, responses)])
-        if self.prior is self.proposal:  # the greedy continuations carry log ρ(block | s_t) already
-            prior = torch.tensor(logprobs, dtype=torch.float64)
+        # tokens after a block's first: B − 1, fewer where the budget ends sooner
+        more = [max(1, min(self.block_size, n - len(r))) - 1 for n, r in zip(limits, responses)]
+        sampled = self.block_candidates == BLOCKS_SAMPLED
+        blocks, proposal_logprobs = (self._sampled_blocks if sampled else self._greedy_blocks)(prefixes, more)
+        proposal_logprobs = torch.tensor(proposal_logprobs, dtype=torch.float64)
+        if self.prior is self.proposal:  # the continuations carry log ρ(block | s_t) already
+            prior = proposal_logprobs
         else:
             prior = torch.tensor(self.prior.continuation_logprobs(
                 [list(p) + list(r) for p, r in zip(prior_prompts, responses)], blocks), dtype=torch.float64)
         estimate, values = self._block_values(prompts, responses, blocks, limits)
         logits = prior + self.settings.alpha * values  # (A, k) log π_alg up to a constant
+        if sampled:
+            logits = logits - proposal_logprobs + _log_draws(blocks)
         _require_usable(logits, self.settings.alpha)
+        first = torch.tensor([[b[0] for b in row] for row in blocks])
         return BlockDistribution(first, prior, values, logits, estimate, blocks)
 
-    def _greedy_blocks(self, prefixes, room: list[int]):
-        """The proposal's top-k first tokens (A, k), each continued greedily to at most min(B, room) tokens
-        (``sample_continuations`` stops at EOS), with log ρ_proposal of each block."""
+    def _greedy_blocks(self, prefixes, more: list[int]):
+        """The proposal's top-k first tokens, each continued greedily by ``more`` tokens (``sample_continuations``
+        stops at EOS), with log ρ_proposal of each block."""
         logprobs = self.proposal.next_token_logprobs(prefixes)  # (A, V)
         first = logprobs.topk(min(self.settings.top_k, logprobs.shape[-1]), dim=-1).indices  # (A, k)
-        more = [max(1, min(self.block_size, n)) - 1 for n in room]
         out = self.proposal.sample_continuations(prefixes, first.tolist(), 1, more, 0.0)
-        return (first, [[branch[0].tokens for branch in row] for row in out],
+        return ([[branch[0].tokens for branch in row] for row in out],
                 [[branch[0].logprob for branch in row] for row in out])
+
+    def _sampled_blocks(self, prefixes, more: list[int]):
+        """k blocks of 1 + ``more`` tokens drawn from the proposal at temperature 1, with log ρ_proposal of each."""
+        out = self.proposal.sample_continuations(prefixes, None, self.settings.top_k, more, 1.0, self.generator)
+        return [[c.tokens for c in row[0]] for row in out], [[c.logprob for c in row[0]] for row in out]
 
     def _block_values(self, prompts, responses, blocks, limits) -> tuple[ValueEstimate | None, torch.Tensor]:
         """Q̂(s_t, block) for every block: one estimator call over the A·k states ``[y_<t, block[:-1]]``, each
@@ -85,11 +104,11 @@ class BlockwiseDecoder(ValueGuidedDecoder):
         if self.estimator is None:
             return None, torch.zeros(A, k, dtype=torch.float64)
         shift = self._implicit_block_shift(prompts, responses, blocks)  # before the rollouts: cache order
-        query = ValueQuery([p for p in prompts for _ in range(k)],
-                           [[*r, *b[:-1]] for r, row in zip(responses, blocks) for b in row],
-                           torch.tensor([[b[-1]] for row in blocks for b in row]),  # (A·k, 1)
-                           [n - len(r) - len(b) for n, r, row in zip(limits, responses, blocks) for b in row])
-        estimate = _per_state(self.estimator.estimate(query), A, k)
+        rows, slots = _distinct(blocks)  # rows: the distinct (state, block) pairs; slots: each slot's row
+        query = ValueQuery([prompts[a] for a, _ in rows], [[*responses[a], *b[:-1]] for a, b in rows],
+                           torch.tensor([[b[-1]] for _, b in rows]),  # (rows, 1)
+                           [limits[a] - len(responses[a]) - len(b) for a, b in rows])
+        estimate = _per_state(self.estimator.estimate(query), slots, A, k)
         return estimate, estimate.values.double() + shift
 
     def _implicit_block_shift(self, prompts, responses, blocks) -> torch.Tensor | float:
@@ -134,9 +153,29 @@ class BlockwiseDecoder(ValueGuidedDecoder):
         return results
 
 
-def _per_state(estimate: ValueEstimate, A: int, k: int) -> ValueEstimate:
-    """An estimate of A·k one-candidate rows, (A·k, 1, …), as A states of k candidate blocks, (A, k, …)."""
+def _distinct(blocks: list[list[tuple[int, ...]]]) -> tuple[list[tuple[int, tuple[int, ...]]], torch.Tensor]:
+    """The distinct (state, block) pairs, in order of first appearance, and for each of the A·k slots the index
+    of its pair: sampled blocks repeat, and a repeated block needs its rollouts once."""
+    index: dict[tuple[int, tuple[int, ...]], int] = {}
+    slots = [index.setdefault((a, tuple(b)), len(index)) for a, row in enumerate(blocks) for b in row]
+    return list(index), torch.tensor(slots)
+
+
+def _log_draws(blocks: list[list[tuple[int, ...]]]) -> torch.Tensor:
+    """(A, k): log of how often each block was drawn at its first draw, −inf at its repeats."""
+    out = torch.full((len(blocks), len(blocks[0])), -math.inf, dtype=torch.float64)
+    for a, row in enumerate(blocks):
+        draws = Counter(tuple(b) for b in row)
+        for j, b in enumerate(row):
+            if tuple(b) in draws:
+                out[a, j] = math.log(draws.pop(tuple(b)))
+    return out
+
+
+def _per_state(estimate: ValueEstimate, slots: torch.Tensor, A: int, k: int) -> ValueEstimate:
+    """An estimate of the distinct one-candidate rows, (rows, 1, …), as A states of k candidate blocks,
+    (A, k, …), each slot holding its row's estimate."""
     def shaped(t):
-        return None if t is None else t.reshape(A, k, *t.shape[2:])
+        return None if t is None else t[slots].reshape(A, k, *t.shape[2:])
     return ValueEstimate(shaped(estimate.values), shaped(estimate.weights), shaped(estimate.ess),
                          shaped(estimate.raw_weights))

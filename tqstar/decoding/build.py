@@ -46,7 +46,8 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False) ->
     # rollouts after a block of B tokens run H − B + 1 tokens: the token decoder's look-ahead from s_t
     config = replace(config, horizon=after_block(config.horizon, config.block_size))
     estimator = method.estimator(config, roles, proposal, generator)
-    return BlockwiseDecoder(block_size=config.block_size, estimator=estimator, **options)
+    return BlockwiseDecoder(block_size=config.block_size, block_candidates=config.block_candidates,
+                            estimator=estimator, **options)
 
 
 def _beta(config: DecodeConfig, roles: Roles, method: Method) -> float:

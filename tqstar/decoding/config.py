@@ -14,7 +14,7 @@ from ..errors import ConfigError
 from ..models.spec import DTYPE_NAMES
 from ..options import at_least, between, build, check_choice, check_field_types, defaults, option, temperature
 from .methods import METHOD_TABLE, METHODS, Method, method_of
-from .protocol import SELECT_GREEDY, SELECTIONS
+from .protocol import BLOCK_CANDIDATES, BLOCKS_SAMPLED, BLOCKS_TOP_K, SELECT_GREEDY, SELECTIONS
 from .values import require_weighted_rollouts
 
 MODEL_ROLES = ("reference", "baseline")
@@ -70,9 +70,14 @@ class DecodeConfig:
                                                      "suffices). Unset: 1 for tq-indirect and soft (their weights "
                                                      "need sampled rollouts), else 0.")
     block_size: int = option(1, "B: tokens committed per step (blockwise mode, after Mudgal et al. 2024). Each of "
-                                "the k candidates is the proposal's top-k token continued greedily to B tokens; "
+                                "k candidate blocks of B tokens (--block-candidates says how they are drawn): "
                                 "Q̂ values the whole block, π_alg picks one and commits it. 1 is the token-level "
                                 "decoder; larger B costs ~B× fewer steps of rollouts. Value-guided methods only.")
+    block_candidates: str = option(BLOCKS_TOP_K, "With --block-size B: the k candidate blocks are the proposal's "
+                                                 "top-k next tokens each continued greedily ('top-k'), or k blocks "
+                                                 "sampled from the proposal ('sampled', as blockwise controlled "
+                                                 "decoding draws them; a block drawn twice is valued once and "
+                                                 "weighs twice in π_alg).", choices=BLOCK_CANDIDATES)
     selection: str = option(SELECT_GREEDY, "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
@@ -110,6 +115,10 @@ class DecodeConfig:
         self._check_sizes()
         between("block_size", self.block_size, 1, MAX_BLOCK_SIZE,
                 "a longer block is most of a response; compare whole responses with best-of-n")
+        check_choice("block_candidates", self.block_candidates, BLOCK_CANDIDATES)
+        if self.block_candidates == BLOCKS_SAMPLED and self.block_size == 1:
+            raise ConfigError("block_candidates='sampled' draws blocks of --block-size tokens, but block_size is 1 "
+                              "(the token decoder, whose candidates are the top-k). Set --block-size 2 or more.")
         between("alpha", self.alpha, 0, MAX_ALPHA, "α·Q̂ overflows beyond it")
         if self.rollout_temperature is not None:
             temperature("rollout_temperature", self.rollout_temperature)
@@ -181,8 +190,8 @@ class RolesConfig:
                                         "(bl-helpful-harmless, bl-sentiment). Unset: bl-helpful-harmless when the "
                                         "reference is the embedded model, else the reference itself.")
     reward: str = option("helpful_harmless", "Target reward r: helpful_harmless (relevance + 0.5·sentiment + "
-                                              "4·harmless, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
-                                              "relevance, harmless, a sum like 'relevance+0.5*sentiment', or a "
+                                              "4·stance, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
+                                              "relevance, harmless, stance, a sum like 'relevance+0.5*sentiment', or a "
                                               "reward-model directory.")
     baseline_reward: str | None = option(None, "Reward r_BL the baseline was aligned to (tq-indirect, soft): "
                                                "a reward spec, or 'implicit' for β·log(ρ_BL/ρ_ref).")

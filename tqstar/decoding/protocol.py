@@ -14,6 +14,9 @@ from ..models.protocol import LanguageModel
 #: How a value-guided decoder picks from π_alg: its argmax, or a sample.
 SELECT_GREEDY, SELECT_SAMPLE = "greedy", "sample"
 SELECTIONS = (SELECT_GREEDY, SELECT_SAMPLE)
+#: How a blockwise decoder draws its k candidate blocks (tqstar.decoding.blocks)
+BLOCKS_TOP_K, BLOCKS_SAMPLED = "top-k", "sampled"
+BLOCK_CANDIDATES = (BLOCKS_TOP_K, BLOCKS_SAMPLED)
 
 #: ``on_token(index, token)`` sees each token emitted for ``prompts[index]``; True ends that response there.
 OnToken = Callable[[int, int], bool]
