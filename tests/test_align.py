@@ -2,12 +2,15 @@
 on-policy DPO resume where they stopped."""
 
 import json
+from pathlib import Path
+from types import SimpleNamespace
 
 import pytest
 
 import tqstar.align.run as align_run
 from tqstar.align import (AlignConfig, build_pairs, check_same_run, dev_source, dpo_arguments, dpo_models, given_pairs,
                           round_prompts, run_align)
+from tqstar.align.train import plain_model_dir
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward
@@ -325,3 +328,11 @@ def test_a_run_started_before_an_option_existed_resumes_with_its_default(tmp_pat
     check_same_run(AlignConfig(output=str(out)), out)
     with pytest.raises(ConfigError, match="--sft-weight 0.0 \\(now 1.0\\)"):
         check_same_run(AlignConfig(output=str(out), sft_weight=1.0), out)
+
+
+def test_checkpoints_name_their_base_model_by_an_absolute_path(tmp_path, monkeypatch):
+    saved = []
+    part = SimpleNamespace(save_pretrained=saved.append)
+    monkeypatch.chdir(tmp_path)
+    base = plain_model_dir(SimpleNamespace(model=part, tokenizer=part), Path("runs/bl"))
+    assert Path(base).is_absolute() and Path(base) == tmp_path / "runs/bl/base-model" and len(saved) == 2

@@ -84,8 +84,9 @@ def dpo_models(model_dir: str, start_from: Path | None = None):
 
 
 def plain_model_dir(reference, out: Path) -> str:
-    """TRL loads a model from a directory; save the reference once as plain safetensors."""
-    target = out / "base-model"
+    """TRL loads a model from a directory; save the reference once as plain safetensors. The path is absolute
+    because the trainer writes it into every checkpoint's adapter config, which must load from any directory."""
+    target = out.resolve() / "base-model"
     if not (target / "config.json").is_file():
         reference.model.save_pretrained(target)
         reference.tokenizer.save_pretrained(target)
