@@ -112,10 +112,10 @@ def test_bad_numbers_in_a_config_file_exit_2(tiny_flags, tmp_path, content, mess
 
 def test_bench_runs_with_the_role_flags(tiny_flags):
     out = run("bench", "--top-k", "2", "--horizon", "2", "--new-tokens", "3", "--prompts", "1", "--prompts", "2",
-              "--blocks", "2", "--authors-prompts", "1", "--int8", "--bf16", *tiny_flags[:-1])
+              "--blocks", "2", "--authors-prompts", "1", "--int8", "--bf16", "--sampled-blocks", *tiny_flags[:-1])
     assert out.returncode == 0, out.stderr
     for row in ("| 1 | greedy |", "| 1 | exact |", "| 2 | exact + prune |", "| 2 | exact + int8 baseline |",
-                "| 2 | exact + bf16 baseline |", "| 2 | block 2 |"):
+                "| 2 | exact + bf16 baseline |", "| 2 | block 2 |", "| 2 | block 2 sampled |"):
         assert row in out.stdout
     exact_rows = [line for line in out.stdout.splitlines() if "| exact |" in line]
     assert all("| 100% |" in line for line in exact_rows)  # the exact decoder agrees with itself

@@ -78,6 +78,8 @@ class BenchConfig:
     prompts: list[str] = option(["1", "8"], f"Numbers of prompts decoded together, one set of rows each "
                                             f"(each at most {len(BENCH_PROMPTS)}).")
     blocks: list[str] = option(["4", "8"], "Block sizes B of the blockwise rows.")
+    sampled_blocks: bool = option(False, "Add blockwise rows whose candidate blocks are sampled "
+                                         "(--block-candidates sampled).")
     authors_prompts: int = option(2, "Prompts the authors' one-prompt-at-a-time loop is timed on.")
     int8: bool = option(False, "Add rows with the baseline quantised to int8 (--int8-baseline).")
     bf16: bool = option(False, "Add rows with the baseline in bfloat16 (--baseline-dtype bfloat16).")
@@ -154,6 +156,9 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
         if bf16_roles is not None:
             variants.append(("exact + bf16 baseline", exact, bf16_roles))
         variants += [(f"block {b}", replace(exact, block_size=b), roles) for b in bench.block_sizes]
+        if bench.sampled_blocks:
+            variants += [(f"block {b} sampled", replace(exact, block_size=b, block_candidates="sampled"), roles)
+                         for b in bench.block_sizes]
         reference = None
         for label, config, used in variants:
             row = _time(label, build_decoder(replace(config, batch_size=count), used), used.baseline, prompts)
