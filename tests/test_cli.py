@@ -115,9 +115,10 @@ def test_bench_runs_with_the_role_flags(tiny_flags):
               "--blocks", "2", "--authors-prompts", "1", "--int8", "--bf16", "--sampled-blocks", *tiny_flags[:-1])
     assert out.returncode == 0, out.stderr
     for row in ("| 1 | greedy |", "| 1 | exact |", "| 2 | exact + prune |", "| 2 | exact + int8 baseline |",
-                "| 2 | exact + bf16 baseline |", "| 2 | block 2 |", "| 2 | block 2 sampled |"):
+                "| 2 | exact + bf16 baseline |", "| 2 | block 2 |", "| 2 | block 2 sampled |",
+                "| 1 | exact + lookahead |"):
         assert row in out.stdout
-    exact_rows = [line for line in out.stdout.splitlines() if "| exact |" in line]
+    exact_rows = [line for line in out.stdout.splitlines() if "| exact |" in line or "| exact + lookahead |" in line]
     assert all("| 100% |" in line for line in exact_rows)  # the exact decoder agrees with itself
     refused = run("bench", "--prompts", "99", *tiny_flags[:-1])
     assert refused.returncode == 2 and "prompts must each be between 1 and 32" in refused.stderr

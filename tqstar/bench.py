@@ -118,7 +118,7 @@ class Row:
 
 
 def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
-    """Time greedy, our exact decoder (with and without pruning) and blockwise decoding at each number of
+    """Time greedy, our exact decoder (plain, pruned, with lookahead) and blockwise decoding at each number of
     prompts, against the authors' approach and raw decoding on the same rollout model."""
     if bench.threads:
         torch.set_num_threads(bench.threads)
@@ -149,7 +149,8 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
         prompts = list(BENCH_PROMPTS[:count])
         raw_tps = raw_decode_throughput(rollout_model, count * bench.top_k, bench.horizon)
         variants = [("greedy", replace(exact, method="greedy"), roles), ("exact", exact, roles),
-                    ("exact + prune", replace(exact, prune=True), roles)]
+                    ("exact + prune", replace(exact, prune=True), roles),
+                    ("exact + lookahead", replace(exact, lookahead=True), roles)]
         if int8_roles is not None:
             variants += [("exact + int8 baseline", exact, int8_roles),
                          ("exact + prune + int8 baseline", replace(exact, prune=True), int8_roles)]

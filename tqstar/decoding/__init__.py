@@ -1,5 +1,5 @@
 """tqstar.decoding: the decoder role — its contract, the method table, the value estimators, the decoding
-options, the decoders (token by token, or blockwise), the loaded roles and ``build_decoder``. Names load on
+options, the decoders (token by token, with lookahead, or blockwise), the loaded roles and ``build_decoder``. Names load on
 first use, so importing the package stays cheap."""
 
 from ..lazy import lazy_getattr
@@ -15,6 +15,7 @@ _EXPORTS = {
     **dict.fromkeys(["DecodingSettings", "StepDistribution", "ValueGuidedDecoder", "SamplingDecoder",
                      "write_trace"], "decoder"),
     **dict.fromkeys(["BlockwiseDecoder", "BlockDistribution"], "blocks"),
+    "LookaheadDecoder": "lookahead",
     **dict.fromkeys(["Roles", "baseline_spec_for", "IMPLICIT"], "roles"),
     **dict.fromkeys(["build_decoder", "generate"], "build"),
 }

@@ -12,6 +12,7 @@ from ..errors import ConfigError
 from .blocks import BlockwiseDecoder, after_block
 from .config import AUTHORS_BETA, DecodeConfig, RolesConfig, split_options
 from .decoder import DecodingSettings, SamplingDecoder, ValueGuidedDecoder
+from .lookahead import LookaheadDecoder
 from .methods import Method, Need, method_of
 from .protocol import Decoder, GenerationResult
 from .roles import Roles
@@ -42,7 +43,8 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False) ->
     options = dict(proposal=proposal, prior=roles.model(prior_role), settings=settings, method=method.name,
                    reward=roles.reward, generator=generator, progress=progress)
     if config.block_size == 1:
-        return ValueGuidedDecoder(estimator=method.estimator(config, roles, proposal, generator), **options)
+        token_decoder = LookaheadDecoder if config.lookahead else ValueGuidedDecoder
+        return token_decoder(estimator=method.estimator(config, roles, proposal, generator), **options)
     # rollouts after a block of B tokens run H − B + 1 tokens: the token decoder's look-ahead from s_t
     config = replace(config, horizon=after_block(config.horizon, config.block_size))
     estimator = method.estimator(config, roles, proposal, generator)

@@ -78,6 +78,10 @@ class DecodeConfig:
                                                  "sampled from the proposal ('sampled', as blockwise controlled "
                                                  "decoding draws them; a block drawn twice is valued once and "
                                                  "weighs twice in π_alg).", choices=BLOCK_CANDIDATES)
+    lookahead: bool = option(False, "Value the state after the proposal's likeliest next token in the same batch "
+                                    "as the current one; when that token is chosen, the next token needs no "
+                                    "rollouts of its own. Same choices, fewer sequential steps; pays off when few "
+                                    "prompts decode together (docs/benchmarks.md).")
     selection: str = option(SELECT_GREEDY, "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
@@ -132,6 +136,9 @@ class DecodeConfig:
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
         if self.prune:
             self._check_prune()
+        if self.lookahead and self.block_size > 1:
+            raise ConfigError("--lookahead guesses one token ahead of the token decoder; with --block-size it is "
+                              "not implemented. Drop one of them.")
 
     def _check_prune(self) -> None:
         """--prune decides the argmax without some values: only the token decoder's greedy selection has one."""
