@@ -12,7 +12,7 @@ import torch
 from tabular import EOS, MAX_TOKENS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, responses, target_reward, text
 from tqstar.errors import ConfigError
 from tqstar.decoding import BlockwiseDecoder, DecodeConfig, Roles, ValueGuidedDecoder, build_decoder
-from tqstar.eval.metrics import KL_BLOCKWISE, KL_STEPWISE, response_kls
+from tqstar.eval.metrics import KL_BLOCKWISE, KL_BLOCKWISE_SAMPLED, KL_STEPWISE, response_kls
 from tqstar.models import load_language_model
 from tqstar.rewards import CallableReward, load_reward
 
@@ -203,6 +203,8 @@ def test_blockwise_kl_sums_each_block_s_kl_to_the_reference_and_names_its_estima
         assert kl == pytest.approx(expected, abs=1e-9) and kl > 0
     token = config("tq-direct", 1, prior=prior)
     assert response_kls(build_decoder(token, ROLES).generate(["x"]), token, ROLES)[1] == KL_STEPWISE
+    sampled = config("tq-direct", 2, prior=prior, block_candidates="sampled")
+    assert response_kls(build_decoder(sampled, ROLES).generate(["x"]), sampled, ROLES)[1] == KL_BLOCKWISE_SAMPLED
 
 
 @pytest.fixture(scope="module")

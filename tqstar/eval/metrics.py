@@ -35,6 +35,9 @@ KL_STEPWISE = "stepwise-exact"  # Σ_t KL(π_t ‖ ρ_ref,t) over the states the
 KL_PATH = "path-log-ratio"  # log π(y) − log ρ_ref(y): one-sample Monte Carlo, where vocabularies differ
 KL_BEST_OF_N = "best-of-n-bound"  # log N − (N − 1)/N, the analytic bound
 KL_BLOCKWISE = "blockwise-exact"  # Σ_blocks KL(π_alg ‖ ρ_ref) over the blocks a --block-size B decoder chose
+#: With sampled candidate blocks the same sum is over the candidates drawn at each block state; the decoder's
+#: own distribution there is the mixture over draws, whose KL is at most the draws' mean (convexity)
+KL_BLOCKWISE_SAMPLED = "blockwise-sampled-bound"
 #: --prune leaves the values of candidates that cannot win unestimated, so π_t is π_alg over the rest
 KL_PRUNED = "stepwise-pruned"
 
@@ -56,7 +59,8 @@ def method_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list
     states is exact; Best-of-N gets its analytic bound; a model with another vocabulary the path log-ratio.
     A blockwise decoder (``block_size`` > 1) chooses blocks, not tokens: its sum runs over the visited block
     states, π_alg over the k candidate blocks against ρ_ref's probability of each whole block (by the chain
-    rule its expectation is the same response-level KL), named ``blockwise-exact``.
+    rule its expectation is the same response-level KL), named ``blockwise-exact``; with sampled candidate
+    blocks, an upper bound of it, named ``blockwise-sampled-bound``.
     """
     method = method_of(decode.method)
     if method.kl is KL.BEST_OF_N:
@@ -75,7 +79,7 @@ def method_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list
         return [path_log_prob(r) - _text_logprob(reference, r, proposal) for r in results], KL_PATH
     if decode.block_size > 1:  # π_alg over whole blocks, against ρ_ref's probability of each block
         kls = [trace_kl(r) for r in results] if prior_role == "reference" else _block_kls_against(reference, results)
-        return kls, KL_BLOCKWISE
+        return kls, KL_BLOCKWISE_SAMPLED if decode.block_candidates == "sampled" else KL_BLOCKWISE
     if prior_role == "reference":
         return [trace_kl(r) for r in results], KL_STEPWISE  # the trace's prior log-probs are ρ_ref's
     return _trace_kls_against(reference, results), KL_STEPWISE
