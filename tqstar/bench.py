@@ -126,7 +126,7 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     rollout_model = roles.baseline  # tq-direct rolls out the baseline; the authors' code runs one model
     exact = DecodeConfig(method="tq-direct", top_k=bench.top_k, alpha=bench.alpha, num_rollouts=1,
                          horizon=bench.horizon, fixed_horizon=True, rollout_temperature=0.0,
-                         max_new_tokens=bench.new_tokens)
+                         max_new_tokens=bench.new_tokens, lookahead=0)
     int8_roles = None
     if bench.int8 and not roles_config.int8_baseline:
         int8_roles = replace(roles, baseline=int8_copy(rollout_model))
@@ -150,7 +150,7 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
         raw_tps = raw_decode_throughput(rollout_model, count * bench.top_k, bench.horizon)
         variants = [("greedy", replace(exact, method="greedy"), roles), ("exact", exact, roles),
                     ("exact + prune", replace(exact, prune=True), roles),
-                    ("exact + lookahead", replace(exact, lookahead=True), roles)]
+                    ("exact + lookahead", replace(exact, lookahead=count), roles)]
         if int8_roles is not None:
             variants += [("exact + int8 baseline", exact, int8_roles),
                          ("exact + prune + int8 baseline", replace(exact, prune=True), int8_roles)]

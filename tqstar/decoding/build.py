@@ -43,8 +43,10 @@ def build_decoder(config: DecodeConfig, roles: Roles, progress: bool = False) ->
     options = dict(proposal=proposal, prior=roles.model(prior_role), settings=settings, method=method.name,
                    reward=roles.reward, generator=generator, progress=progress)
     if config.block_size == 1:
-        token_decoder = LookaheadDecoder if config.lookahead else ValueGuidedDecoder
-        return token_decoder(estimator=method.estimator(config, roles, proposal, generator), **options)
+        estimator = method.estimator(config, roles, proposal, generator)
+        if config.lookahead:
+            return LookaheadDecoder(max_prompts=config.lookahead, estimator=estimator, **options)
+        return ValueGuidedDecoder(estimator=estimator, **options)
     # rollouts after a block of B tokens run H − B + 1 tokens: the token decoder's look-ahead from s_t
     config = replace(config, horizon=after_block(config.horizon, config.block_size))
     estimator = method.estimator(config, roles, proposal, generator)

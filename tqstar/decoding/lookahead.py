@@ -1,7 +1,7 @@
 """Lookahead: the token decoder, with the next step's values computed one step early where a guess allows.
 
 At one prompt a step's cost is its 1 + H sequential forward passes of k rollout rows, and a pass of 2k rows
-costs far less than two passes of k (a small batch reads all the weights for few rows). So at the state
+costs less than two passes of k (a small batch reads all the weights for few rows). So at the state
 ``s_t`` the decoder also values the state ``[s_t, g]`` after its guess ``g`` of the next token, the proposal's
 most likely one, in the same estimator call. π_alg at ``s_t`` picks ``z_t`` as always; when ``z_t = g`` (the
 prior's favourite usually wins) π_alg at ``[s_t, g]`` is already there and picks ``z_{t+1}`` without a step of
@@ -18,7 +18,13 @@ from .protocol import GenerationResult
 
 class LookaheadDecoder(ValueGuidedDecoder):
     """``ValueGuidedDecoder`` that values the state after the proposal's favourite token in the same batch
-    (module docstring). Build one with ``build_decoder`` and ``lookahead=True``."""
+    (module docstring) while at most ``max_prompts`` prompts are active: beyond a few, their rollout rows fill
+    the hardware and twice the rows cost about twice the time. ``build_decoder`` builds one for
+    ``lookahead`` > 0."""
+
+    def __init__(self, *, max_prompts: int = 1, **options):
+        super().__init__(**options)
+        self.max_prompts = max_prompts
 
     def _next_blocks(self, prompts, prior_prompts, proposal_prompts, responses, traces, budgets) -> list[list[int]]:
         """One or two tokens for each active state: the second where the guess was chosen."""
@@ -43,7 +49,9 @@ class LookaheadDecoder(ValueGuidedDecoder):
 
     def _guesses(self, proposal_prompts, responses, budgets) -> dict[int, int]:
         """State a's guess of its next token, the proposal's most likely one, where two more tokens fit its
-        budget and the guess does not end the response."""
+        budget and the guess does not end the response; none while more than ``max_prompts`` are active."""
+        if len(responses) > self.max_prompts:
+            return {}
         logprobs = self.proposal.next_token_logprobs([list(p) + list(r) for p, r in zip(proposal_prompts, responses)])
         favourites = logprobs.argmax(-1).tolist()
         return {a: g for a, (g, r, n) in enumerate(zip(favourites, responses, budgets))
