@@ -1,6 +1,6 @@
 """tqstar.decoding: the decoder role — its contract, the method table, the value estimators, the decoding
-options, the decoders (token by token, with lookahead, or blockwise), the loaded roles and ``build_decoder``. Names load on
-first use, so importing the package stays cheap."""
+options, the decoders (token by token, with lookahead, or blockwise), the loaded roles and
+``build_decoder``. Names load on first use, so importing the package stays cheap."""
 
 from ..lazy import lazy_getattr
 

@@ -80,9 +80,9 @@ class DecodeConfig:
                                                  "weighs twice in π_alg).", choices=BLOCK_CANDIDATES)
     lookahead: int = option(1, "Token decoder: while at most this many prompts decode together, also value the "
                                "state after the proposal's likeliest next token in the same step, so that when "
-                               "it is chosen the next token needs no step of its own (same choices). 1: when a "
-                               "prompt decodes alone, where it is 1.2× faster on a CPU (docs/benchmarks.md); "
-                               "0: never.")
+                               "it is chosen the next token needs no step of its own (the same answers with greedy "
+                               "selection). 1: when a prompt decodes alone, where it is 1.2–1.3× faster on a CPU "
+                               "(docs/benchmarks.md); 0: never.")
     selection: str = option(SELECT_GREEDY, "Pick the argmax of π_alg ('greedy') or sample from it ('sample').",
                             choices=SELECTIONS)
     selection_temperature: float = option(1.0, "Temperature applied to π_alg when selection is 'sample', "
@@ -196,8 +196,8 @@ class RolesConfig:
                                         "reference is the embedded model, else the reference itself.")
     reward: str = option("helpful_harmless", "Target reward r: helpful_harmless (relevance + 0.5·sentiment + "
                                               "4·stance, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
-                                              "relevance, harmless, stance, a sum like 'relevance+0.5*sentiment', or a "
-                                              "reward-model directory.")
+                                              "relevance, harmless, stance, a sum like "
+                                              "'relevance+0.5*sentiment', or a reward-model directory.")
     baseline_reward: str | None = option(None, "Reward r_BL the baseline was aligned to (tq-indirect, soft): "
                                                "a reward spec, or 'implicit' for β·log(ρ_BL/ρ_ref).")
     device: str | None = option(None, "Device: auto (CUDA when present, else CPU), cpu, cuda, cuda:1.")
