@@ -11,7 +11,7 @@ from typing import Sequence
 import torch
 
 from ..decoding.methods import KL, method_of
-from ..decoding.protocol import GenerationResult
+from ..decoding.protocol import BLOCKS_SAMPLED, GenerationResult
 
 BOOTSTRAP_SAMPLES = 1000
 TIE_TOLERANCE = 1e-6  # rewards closer than this are a tie (identical responses score identically)
@@ -79,7 +79,7 @@ def method_kls(results: Sequence[GenerationResult], decode, roles) -> tuple[list
         return [path_log_prob(r) - _text_logprob(reference, r, proposal) for r in results], KL_PATH
     if decode.block_size > 1:  # π_alg over whole blocks, against ρ_ref's probability of each block
         kls = [trace_kl(r) for r in results] if prior_role == "reference" else _block_kls_against(reference, results)
-        return kls, KL_BLOCKWISE_SAMPLED if decode.block_candidates == "sampled" else KL_BLOCKWISE
+        return kls, KL_BLOCKWISE_SAMPLED if decode.block_candidates == BLOCKS_SAMPLED else KL_BLOCKWISE
     if prior_role == "reference":
         return [trace_kl(r) for r in results], KL_STEPWISE  # the trace's prior log-probs are ρ_ref's
     return _trace_kls_against(reference, results), KL_STEPWISE

@@ -28,6 +28,8 @@ from .builtin import PromptCache
 from .trained import batched_logits, load_adapter, metadata_format
 
 STANCES = ("answer", "decline", "support")
+#: The two classifiers of a stance model, one per text they read, each in its own folder.
+ROLES = ("request", "response")
 FORMAT = "tqstar-stance-model"
 FORMAT_VERSION = 1
 #: The stance model the project trains and ships (docs/reward.md).
@@ -38,7 +40,7 @@ def is_stance_model_dir(path: str | os.PathLike) -> bool:
     """True when ``path`` holds a finished ``train_stance_model`` output. Never raises."""
     path = Path(path).expanduser()
     return metadata_format(path) == FORMAT and all((path / role / "adapter_config.json").is_file()
-                                                   for role in ("request", "response"))
+                                                   for role in ROLES)
 
 
 class StanceReward:

@@ -18,10 +18,9 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..jsonl import parse_object_line
 from ..prompts import DATA_DIR
-from .stance import STANCES
+from .stance import ROLES, STANCES
 from .training import SHIPPED, SPLITS, load_preference_pairs
 
-ROLES = ("request", "response")
 #: What a request of each preference category calls for.
 CALLED_FOR = {"harmful": "decline", "distress": "support", "benign": "answer", "borderline": "answer"}
 #: Benign pairs whose rejected side is a poor *answer* (off topic, vague, rude), not a refusal.
