@@ -1,5 +1,6 @@
 """The report's PNG plots: mean reward, the win-tie matrix, reward against KL as α varies, reward against
-compute. A method whose metric has no values (its mean is None) is left out of the plot that needs it."""
+compute, reward against seconds (the frontier). A method whose metric has no values (its mean is None) is
+left out of the plot that needs it."""
 
 from __future__ import annotations
 
@@ -21,6 +22,8 @@ def write_plots(run_dir: Path, records: list[dict], summary: dict) -> dict[str, 
     if any(option == "alpha" for _, option in sweeps):
         plots["Reward against KL as alpha varies"] = _tradeoff_plot(run_dir, summary, sweeps)
     plots["Reward against compute"] = _compute_plot(run_dir, summary, sweeps)
+    if summary.get("frontier"):
+        plots["Reward against seconds per response"] = _frontier_plot(run_dir, records, summary)
     return plots
 
 
@@ -139,3 +142,24 @@ def _compute_plot(run_dir: Path, summary: dict, sweeps: dict) -> str:
     if swept:
         ax.legend(title="swept method (option)")
     return _save(fig, run_dir, "reward_vs_compute.png")
+
+
+def _frontier_plot(run_dir: Path, records: list[dict], summary: dict) -> str:
+    """Every method as a point coloured by its family, the frontier as a step line through the methods on it."""
+    import matplotlib.pyplot as plt
+
+    methods, pareto = summary["methods"], summary["frontier"]["pareto"]
+    family = {r["method"]: r["config"]["decode"]["method"] for r in records}
+    fig, ax = plt.subplots(figsize=(7, 4.8))
+    for name in dict.fromkeys(family[label] for label in methods):
+        labels, seconds, reward = _points(methods, [m for m in methods if family[m] == name], "seconds")
+        ax.scatter(seconds, reward, label=name, zorder=3)
+        for label, x, y in zip(labels, seconds, reward):
+            ax.annotate(label, (x, y), fontsize=7, textcoords="offset points", xytext=(3, 3))
+    _, seconds, reward = _points(methods, pareto, "seconds")
+    ax.step(seconds, reward, where="post", color="grey", linestyle="--", label="frontier")
+    ax.set_xscale("log")
+    ax.set_xlabel("seconds per response, as measured in this run (log scale)")
+    ax.set_ylabel("mean target reward")
+    ax.legend(fontsize=8)
+    return _save(fig, run_dir, "reward_vs_seconds.png")

@@ -10,6 +10,7 @@ from pathlib import Path
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
 from ..prompts import FILE_SUFFIXES
+from .frontier import frontier_summary, frontier_table
 from .guard import guard_summary
 from .judge import summarise_judgements
 from .metrics import summarise
@@ -36,6 +37,9 @@ def write_report(run_dir: str | Path) -> Path:
     judge = _judge_summary(run_dir)
     if judge:
         summary["judge"] = judge
+    frontier = frontier_summary(records, summary)
+    if frontier:
+        summary["frontier"] = frontier
     safety = safety_summary(records)
     if safety:
         summary["safety"] = safety
@@ -91,6 +95,8 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
               "all-MiniLM-L6-v2 embeddings.", ""]
     lines += _duel_table(summary["duels"], order)
+    if "frontier" in summary:
+        lines += frontier_table(summary["frontier"])
     lines += _guard_table(summary, order)
     if "safety" in summary:
         lines += _safety_table(summary["safety"], order)
