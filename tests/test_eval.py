@@ -203,12 +203,13 @@ def test_report_renders_tables_and_plots_and_links_each_prompt_to_its_responses_
                          sweep=["tq:alpha=0,2", "bon:best_of=3"])
     run_eval(config, progress=False)
     markdown = write_report(tmp_path).read_text()
-    for name in ("reward.png", "win_tie.png", "reward_vs_kl.png", "reward_vs_compute.png", "report.html"):
+    for name in ("reward.png", "win_tie.png", "reward_vs_kl.png", "reward_vs_compute.png", "reward_vs_seconds.png",
+                 "report.html"):
         assert (tmp_path / name).stat().st_size > 1000, name
     assert "| tq[alpha=0] | 2 |" in markdown and "Win-tie rate" in markdown
     assert "## Safety on the shipped prompts" in markdown and "| greedy | – | – | – | 0% (2) |" in markdown
     html = (tmp_path / "report.html").read_text()
-    assert html.count("data:image/png;base64,") == 4 and "<table>" in html
+    assert html.count("data:image/png;base64,") == 5 and "<table>" in html
     summary = json.loads((tmp_path / "summary.json").read_text())
     assert summary["safety"]["greedy"]["benign_refused"]["n"] == 2
     duel = summary["duels"]["tq"]["greedy"]

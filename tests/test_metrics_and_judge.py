@@ -11,7 +11,7 @@ import pytest
 from tqstar.decoding import GenerationResult, StepTrace
 from tqstar.errors import ConfigError
 from tqstar.eval import (EvalConfig, best_of_n_kl, bootstrap_mean, diversity, duel, ended_early, guard_fields,
-                         guard_summary, judge_run, mean_token_logprobs, method_specs, path_log_prob, repeats,
+                         guard_summary, judge_run, mean_ess, mean_token_logprobs, method_specs, path_log_prob, repeats,
                          reward_terms, summarise_judgements, trace_kl)
 from tqstar.rewards import CallableReward, WeightedSum
 
@@ -25,6 +25,14 @@ def test_diversity_is_one_for_distinct_words_and_falls_with_repeats():
 
 def step(probabilities, prior_logprobs, chosen=0):
     return StepTrace(0, [0, 1], ["a", "b"], prior_logprobs, [0.0, 0.0], probabilities, chosen, "a")
+
+
+def test_mean_ess_averages_candidates_then_steps_and_is_none_without_weights():
+    weighted = [step([0.5, 0.5], [0.0, 0.0]) for _ in range(2)]
+    weighted[0].ess, weighted[1].ess = [1.0, 3.0], [4.0, 4.0]
+    assert mean_ess(GenerationResult("p", "ab", [0, 1], "soft", trace=weighted)) == pytest.approx(3.0)
+    assert mean_ess(GenerationResult("p", "ab", [0, 1], "cd", trace=[step([0.5, 0.5], [0.0, 0.0])])) is None
+    assert mean_ess(GenerationResult("p", "ab", [0, 1], "greedy")) is None
 
 
 def test_trace_kl_sums_the_per_token_kl_to_the_reference():

@@ -30,6 +30,14 @@ def diversity(text: str) -> float:
     return score
 
 
+def mean_ess(result: GenerationResult) -> float | None:
+    """Mean effective sample size (Σw)²/Σw² of the importance-weighted rollouts, over the response's steps and
+    their candidates; None for a decoder whose values are plain means. Near 1 of N rollouts: one rollout
+    decides each value, the variance soft and indirect transfer pay for their exactness."""
+    per_step = [sum(step.ess) / len(step.ess) for step in result.trace if step.ess]
+    return sum(per_step) / len(per_step) if per_step else None
+
+
 #: How a record's ``kl`` was computed (docs/algorithm.md, "KL to the reference").
 KL_STEPWISE = "stepwise-exact"  # Σ_t KL(π_t ‖ ρ_ref,t) over the states the response visits
 KL_PATH = "path-log-ratio"  # log π(y) − log ρ_ref(y): one-sample Monte Carlo, where vocabularies differ
@@ -247,7 +255,7 @@ def _outcome(a: float, b: float) -> int:
     return 1 if a > b else -1
 
 
-METRICS = ("reward", "kl", "diversity", "coherence", "tokens", "seconds", "forward_tokens")
+METRICS = ("reward", "kl", "diversity", "coherence", "tokens", "seconds", "forward_tokens", "ess")
 
 
 def summarise(records: Sequence[dict]) -> dict:

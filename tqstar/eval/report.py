@@ -21,7 +21,7 @@ from .rundir import judge_path, read_records, run_config
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
            ("coherence", "coherence", 3), ("tokens", "tokens", 1), ("seconds", "s / response", 2),
-           ("forward_tokens", "forward tokens", 0)]
+           ("forward_tokens", "forward tokens", 0), ("ess", "ESS of rollouts", 2)]
 
 
 def write_report(run_dir: str | Path) -> Path:
@@ -93,7 +93,8 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "a --prune decoder: the stepwise sum with π_alg over the candidates that could win (stepwise-pruned). "
               "Definitions: docs/algorithm.md. "
               "Diversity ∏(1 − rep_n/100), n = 2..4; coherence: cosine of prompt and response "
-              "all-MiniLM-L6-v2 embeddings.", ""]
+              "all-MiniLM-L6-v2 embeddings. ESS: the importance-weighted estimators' effective sample size "
+              "(Σw)²/Σw² per candidate, mean over steps (soft, tq-indirect; of N rollouts).", ""]
     lines += _duel_table(summary["duels"], order)
     if "frontier" in summary:
         lines += frontier_table(summary["frontier"])

@@ -21,7 +21,7 @@ from ..rewards.protocol import Reward
 from ..rewards.trained import HarmlessReward
 from .config import EvalConfig, MethodSpec
 from .guard import guard_fields
-from .metrics import diversity, response_kls
+from .metrics import diversity, mean_ess, response_kls
 
 
 @dataclass
@@ -74,7 +74,7 @@ class ChunkWorker:
             "method": chunk.spec.label, "prompt_index": chunk.start + i, "prompt": r.prompt, "response": r.text,
             "reward": r.reward, "seconds": r.seconds, "forward_tokens": r.forward_tokens, "tokens": len(r.token_ids),
             "kl": kls[i], "kl_estimator": kl_estimator, "diversity": diversity(r.text),
-            "coherence": coherence[i], "harmless": harmless[i], **guard[i], "seed": chunk.seed,
+            "coherence": coherence[i], "harmless": harmless[i], "ess": mean_ess(r), **guard[i], "seed": chunk.seed,
             "config": chunk.spec.as_record(),
         } for i, r in enumerate(results)]
         traces = [{"method": chunk.spec.label, **step} for i, r in enumerate(results) if chunk.traces
