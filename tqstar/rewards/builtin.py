@@ -18,11 +18,9 @@ class SentimentReward:
     bounds = (-1.0, 1.0)
 
     def __init__(self):
-        self._analyzer = None
+        self._analyzer = import_optional("vaderSentiment.vaderSentiment", "vaderSentiment").SentimentIntensityAnalyzer()
 
     def score(self, prompts, responses):
-        if self._analyzer is None:
-            self._analyzer = import_optional("vaderSentiment.vaderSentiment", "vaderSentiment").SentimentIntensityAnalyzer()
         return [self._analyzer.polarity_scores(r)["compound"] for r in responses]
 
 
@@ -41,7 +39,8 @@ class RelevanceReward:
     """Cosine similarity of prompt and response all-MiniLM-L6-v2 embeddings, in [-1, 1].
 
     An empty (blank) response scores 0.0. Prompt embeddings are cached per prompt string, since
-    decoding scores the same prompt against hundreds of responses.
+    decoding scores the same prompt against hundreds of responses. The model loads with the reward, not at
+    the first score, so a decoder's first step does not pay for it.
     """
 
     name = "relevance"
@@ -52,21 +51,21 @@ class RelevanceReward:
     def __init__(self, device: str | None = None, batch_size: int = 64):
         self.device = device or "cpu"  # 22M parameters: CPU keeps up unless a device is asked for
         self.batch_size = batch_size
-        self._prompt_cache = PromptCache(lambda texts: self._encode(_minilm(self.device), texts), self.CACHE_SIZE)
+        self._model = _minilm(self.device)
+        self._prompt_cache = PromptCache(self._encode, self.CACHE_SIZE)
 
     def score(self, prompts, responses):
-        model = _minilm(self.device)
         asked = self._prompt_cache.lookup([p for p in prompts if p.strip()])
         keep = [i for i, (p, r) in enumerate(zip(prompts, responses)) if r.strip() and p.strip()]
         scores = [0.0] * len(responses)
         if keep:
-            embedded = self._encode(model, [responses[i] for i in keep])
+            embedded = self._encode([responses[i] for i in keep])
             for row, i in enumerate(keep):
                 scores[i] = float(embedded[row] @ asked[prompts[i]])
         return scores
 
-    def _encode(self, model, texts):
-        return model.encode(
+    def _encode(self, texts):
+        return self._model.encode(
             texts, batch_size=self.batch_size, normalize_embeddings=True,
             convert_to_tensor=True, show_progress_bar=False,
         ).float()
