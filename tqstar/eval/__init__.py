@@ -10,11 +10,12 @@ _EXPORTS = {
     **dict.fromkeys(["Chunk", "ChunkOutput", "ChunkWorker", "run_chunks"], "workers"),
     "run_eval": "run",
     **dict.fromkeys(["diversity", "response_kls", "trace_kl", "path_log_prob", "best_of_n_kl", "bootstrap_mean",
-                     "duel", "summarise", "mean_token_logprobs", "mean_ess", "KL_STEPWISE", "KL_PATH", "KL_BEST_OF_N"], "metrics"),
+                     "duel", "summarise", "mean_token_logprobs", "mean_ess", "KL_STEPWISE", "KL_PATH",
+                     "KL_BEST_OF_N"], "metrics"),
     **dict.fromkeys(["guard_fields", "guard_summary", "reward_terms", "ended_early", "repeats"], "guard"),
     **dict.fromkeys(["judge_run", "summarise_judgements"], "judge"),
     "write_report": "report",
-    **dict.fromkeys(["frontier_summary", "pareto_labels"], "frontier"),
+    **dict.fromkeys(["frontier_summary", "pareto_labels", "method_families"], "frontier"),
 }
 
 __getattr__ = lazy_getattr(__name__, _EXPORTS)

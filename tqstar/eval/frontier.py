@@ -15,7 +15,7 @@ UNIT_METHODS = ("greedy", "sample")  # one decoding pass: the unit a budget coun
 def frontier_summary(records: list[dict], summary: dict) -> dict | None:
     """{"unit_seconds", "pareto": [labels by seconds], "budgets": [rows]}; None without timings or a greedy
     (or sample) run to count the budgets in."""
-    family = {r["method"]: r["config"]["decode"]["method"] for r in records}
+    family = method_families(records)
     points = {label: (row["seconds"]["mean"], row["reward"]["mean"])
               for label, row in summary["methods"].items() if row["seconds"]["mean"] is not None}
     units = [points[label][0] for label in points if family[label] in UNIT_METHODS]
@@ -24,6 +24,11 @@ def frontier_summary(records: list[dict], summary: dict) -> dict | None:
     unit = min(units)
     return {"unit_seconds": unit, "pareto": pareto_labels(points),
             "budgets": [_budget_row(multiple, unit, points, family) for multiple in BUDGETS]}
+
+
+def method_families(records: list[dict]) -> dict[str, str]:
+    """Each label's decoding method (its family: a sweep point of tq-direct is tq-direct)."""
+    return {r["method"]: r["config"]["decode"]["method"] for r in records}
 
 
 def pareto_labels(points: dict[str, tuple[float, float]]) -> list[str]:

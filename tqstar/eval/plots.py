@@ -6,6 +6,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
+from .frontier import method_families
 from .metrics import KL_STEPWISE
 
 COMPUTE_OPTIONS = ("best_of", "top_k", "horizon", "num_rollouts", "block_size")
@@ -149,7 +150,7 @@ def _frontier_plot(run_dir: Path, records: list[dict], summary: dict) -> str:
     import matplotlib.pyplot as plt
 
     methods, pareto = summary["methods"], summary["frontier"]["pareto"]
-    family = {r["method"]: r["config"]["decode"]["method"] for r in records}
+    family = method_families(records)
     fig, ax = plt.subplots(figsize=(7, 4.8))
     for name in dict.fromkeys(family[label] for label in methods):
         labels, seconds, reward = _points(methods, [m for m in methods if family[m] == name], "seconds")
