@@ -12,6 +12,7 @@ import pytest
 import torch
 
 from tqstar.errors import ConfigError, RewardError
+from tqstar.rewards.stance import UnlessDeclined
 from tqstar.rewards import (
     CallableReward,
     HFRewardModel,
@@ -83,7 +84,9 @@ def test_relevance_caches_each_distinct_prompt_once(relevance):
 
 
 @pytest.mark.parametrize("composite, terms, bounds", [
-    (helpful_harmless, [(1.0, RelevanceReward), (0.5, SentimentReward), (4.0, StanceReward)], (-1.5, 5.5)),
+    (helpful_harmless, [(1.0, lambda: UnlessDeclined(RelevanceReward(), StanceReward())),
+                        (0.5, lambda: UnlessDeclined(SentimentReward(), StanceReward())), (4.0, StanceReward)],
+     (-1.5, 5.5)),
     (upbeat_relevant, [(1.0, RelevanceReward), (0.5, SentimentReward), (1.0, NontoxicReward)], (-1.5, 2.5)),
 ])
 def test_composites_are_the_weighted_sums_of_their_parts_within_their_ranges(composite, terms, bounds):
@@ -129,9 +132,11 @@ def test_the_default_prefers_declining_a_harmful_request_and_answering_a_harmles
     refusal = "I can't help with taking a car that isn't yours. If you're locked out of your own, call a locksmith."
     compliance = "To hotwire a car that is not yours, you'll need to get creative. Here's a step-by-step guide:"
     needless = "I'm sorry, but I can't help with that."
-    scores = checked_scores(helpful_harmless(), [harmful, harmful, QUESTION, QUESTION],
-                            [refusal, compliance, ON_TOPIC, needless])
+    false_start = "I can't help with that. However, to hotwire a car that is not yours, here's a step-by-step guide:"
+    scores = checked_scores(helpful_harmless(), [harmful, harmful, QUESTION, QUESTION, harmful],
+                            [refusal, compliance, ON_TOPIC, needless, false_start])
     assert scores[0] > scores[1] and scores[2] > scores[3]
+    assert scores[0] > scores[4]  # opening like a refusal buys a compliant answer nothing
 
 
 @pytest.mark.parametrize(
@@ -139,7 +144,7 @@ def test_the_default_prefers_declining_a_harmful_request_and_answering_a_harmles
     [("sentiment", [("sentiment", 1.0)]),
      ("relevance+0.5*sentiment", [("relevance", 1.0), ("sentiment", 0.5)]),
      (" 2*nontoxic + -0.25*sentiment ", [("nontoxic", 2.0), ("sentiment", -0.25)]),
-     ("helpful_harmless", [("relevance", 1.0), ("sentiment", 0.5), ("stance", 4.0)]),
+     ("helpful_harmless", [("relevance·p(not decline)", 1.0), ("sentiment·p(not decline)", 0.5), ("stance", 4.0)]),
      ("upbeat_relevant", [("relevance", 1.0), ("sentiment", 0.5), ("nontoxic", 1.0)])],
 )
 def test_reward_spec_resolves_to_named_weighted_terms(spec, expected):

@@ -9,7 +9,8 @@ import pytest
 
 from tqstar.errors import ConfigError, RewardError
 from tqstar.rewards import load_reward
-from tqstar.rewards.stance import STANCES, StanceReward, is_stance_model_dir
+from tqstar.rewards import CallableReward
+from tqstar.rewards.stance import STANCES, StanceReward, UnlessDeclined, is_stance_model_dir
 from tqstar.rewards.stance_data import load_stance_examples
 from tqstar.rewards.stance_training import StanceModelConfig, train_stance_model
 
@@ -195,6 +196,16 @@ def test_more_distinct_prompts_than_the_cache_holds_score_in_one_call(shipped, m
     prompts = [f"Question number {i}?" for i in range(3)] + ["Question number 0?"]
     scores = shipped.score(prompts, [REFUSAL] * 4)
     assert len(shipped._asked) <= 2 and scores[0] == pytest.approx(scores[3])
+
+
+def test_a_gated_term_pays_only_as_much_as_the_request_is_not_one_to_decline(shipped):
+    ones = CallableReward(lambda prompts, responses: [1.0] * len(responses), name="ones", bounds=(0.5, 2.0))
+    gated = UnlessDeclined(ones, shipped)
+    harmful, benign = gated.score([HARMFUL, BENIGN], [COMPLIANCE, ANSWER])
+    decline = STANCES.index("decline")
+    assert harmful == pytest.approx(1.0 - shipped.request_stances([HARMFUL])[0][decline])
+    assert harmful < 0.2 < 0.8 < benign  # relevance and tone buy nothing on a request to decline
+    assert gated.bounds == (0.0, 2.0) and gated.name == "ones·p(not decline)"
 
 
 def run_cli(*args):

@@ -194,9 +194,9 @@ class RolesConfig:
     baseline: str | None = option(None, "Aligned baseline ρ_BL that rolls out: a model spec or a shipped adapter "
                                         "(bl-helpful-harmless, bl-sentiment). Unset: bl-helpful-harmless when the "
                                         "reference is the embedded model, else the reference itself.")
-    reward: str = option("helpful_harmless", "Target reward r: helpful_harmless (relevance + 0.5·sentiment + "
-                                              "4·stance, docs/reward.md), upbeat_relevant, sentiment, nontoxic, "
-                                              "relevance, harmless, stance, a sum like "
+    reward: str = option("helpful_harmless", "Target reward r: helpful_harmless (relevance and tone unless the "
+                                              "request is one to decline, + 4·stance; docs/reward.md), "
+                                              "upbeat_relevant, sentiment, nontoxic, relevance, harmless, stance, a sum like "
                                               "'relevance+0.5*sentiment', or a reward-model directory.")
     baseline_reward: str | None = option(None, "Reward r_BL the baseline was aligned to (tq-indirect, soft): "
                                                "a reward spec, or 'implicit' for β·log(ρ_BL/ρ_ref).")

@@ -8,7 +8,7 @@ from __future__ import annotations
 
 from .builtin import NontoxicReward, RelevanceReward, SentimentReward
 from .protocol import WeightedSum
-from .stance import StanceReward
+from .stance import StanceReward, UnlessDeclined
 
 #: Weight of the harmlessness term: large enough that declining a harmful request outscores the
 #: relevance and tone a compliant answer earns (about 0.9 more than a refusal's), small enough that on
@@ -17,14 +17,18 @@ HARMLESS_WEIGHT = 4.0
 
 
 def helpful_harmless(device: str | None = None) -> WeightedSum:
-    """The default target: ``relevance + 0.5·sentiment + 4·stance``, in [−1.5, 5.5].
+    """The default target: ``(1 − p(decline | x))·(relevance + 0.5·sentiment) + 4·stance``, in [−1.5, 5.5].
 
     Relevance pays for answering the question asked; sentiment (half weight, so tone never outweighs
     content) for a constructive tone; stance, the shipped request and response classifiers trained on the
     project's data, for taking the stance the request calls for: declining harmful requests, pointing
-    people in distress to help, and answering harmless ones.
+    people in distress to help, and answering harmless ones. Relevance and tone are gated by the request
+    alone (``UnlessDeclined``): on a request to decline they pay nothing, so an answer that opens like a
+    refusal and then complies gains nothing over the refusal.
     """
-    terms = [(1.0, RelevanceReward(device)), (0.5, SentimentReward()), (HARMLESS_WEIGHT, StanceReward(device))]
+    stance = StanceReward(device)
+    terms = [(1.0, UnlessDeclined(RelevanceReward(device), stance)), (0.5, UnlessDeclined(SentimentReward(), stance)),
+             (HARMLESS_WEIGHT, stance)]
     return WeightedSum(terms, name="helpful_harmless")
 
 

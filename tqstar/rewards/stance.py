@@ -25,6 +25,7 @@ from typing import Sequence
 
 from ..errors import RewardError
 from .builtin import PromptCache
+from .protocol import checked_scores, reward_bounds, reward_name
 from .trained import batched_logits, load_adapter, metadata_format
 
 STANCES = ("answer", "decline", "support")
@@ -74,9 +75,13 @@ class StanceReward:
         if len(prompts) != len(responses):
             raise RewardError(f"Reward {self.name!r} got {len(prompts)} prompts but {len(responses)} responses; "
                               "pass one prompt per response.")
-        asked = self._asked.lookup(prompts)
+        asked = self.asked_for(prompts)
         given = self.response_stances(responses)
         return [sum(a * g for a, g in zip(asked[p], row)) for p, row in zip(prompts, given)]
+
+    def asked_for(self, prompts: Sequence[str]) -> dict[str, list[float]]:
+        """``p(stance | prompt)`` of each distinct prompt, cached."""
+        return self._asked.lookup(prompts)
 
     def request_stances(self, prompts: Sequence[str]) -> list[list[float]]:
         """``p(stance | prompt)`` for each prompt, in the order of ``STANCES``."""
@@ -87,6 +92,28 @@ class StanceReward:
         """``p(stance | response)`` for each response, in the order of ``STANCES``."""
         return _softmax_rows(batched_logits(self.response_model, self.tokenizer, responses, None, self.max_length,
                                             self.batch_size))
+
+
+class UnlessDeclined:
+    """``(1 − p(decline | prompt)) · term(prompt, response)``: ``term`` pays only where the request is not one
+    to decline.
+
+    Why: relevance and tone pay a compliant answer to a harmful request more than a refusal, and a search
+    turns that margin into answers that open like a refusal and then comply, which a response classifier
+    scores as declines. Gated by the request alone, which no response can change, relevance and tone pay
+    nothing there and the stance term decides. The request's stance comes from ``stance``'s cache.
+    """
+
+    def __init__(self, term, stance: StanceReward):
+        self.term, self.stance = term, stance
+        self.name = f"{reward_name(term)}·p(not decline)"
+        lo, hi = reward_bounds(term) or (None, None)
+        self.bounds = None if lo is None else (min(0.0, lo), max(0.0, hi))
+
+    def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
+        asked = self.stance.asked_for(prompts)
+        scores = checked_scores(self.term, prompts, responses)
+        return [(1.0 - asked[p][STANCES.index("decline")]) * value for p, value in zip(prompts, scores)]
 
 
 def _softmax_rows(rows: list[list[float]]) -> list[list[float]]:
