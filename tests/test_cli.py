@@ -125,6 +125,16 @@ def test_bench_runs_with_the_role_flags(tiny_flags):
     assert "Traceback" not in refused.stderr
 
 
+def test_bench_times_only_the_rows_asked_for(tiny_flags):
+    out = run("bench", "--top-k", "2", "--horizon", "2", "--new-tokens", "3", "--prompts", "2", "--blocks", "2",
+              "--authors-prompts", "1", "--only", "exact", "--only", "block 2", *tiny_flags[:-1])
+    assert out.returncode == 0, out.stderr
+    timed = [line.split(" | ")[1] for line in out.stdout.splitlines() if line.startswith("| 2 |")]
+    assert timed == ["exact", "block 2"]
+    refused = run("bench", "--blocks", "2", "--only", "block 4", *tiny_flags[:-1])
+    assert refused.returncode == 2 and "--only 'block 4' names no row" in refused.stderr and "'block 2'" in refused.stderr
+
+
 def test_unknown_flag_exits_2():
     out = run("generate", "Hi", "--no-such-flag")
     assert out.returncode == 2 and "Traceback" not in out.stderr

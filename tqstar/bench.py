@@ -84,6 +84,8 @@ class BenchConfig:
     int8: bool = option(False, "Add rows with the baseline quantised to int8 (--int8-baseline).")
     bf16: bool = option(False, "Add rows with the baseline in bfloat16 (--baseline-dtype bfloat16).")
     threads: int | None = option(None, "torch threads (default: torch's choice).")
+    only: list[str] = option([], "Time only these rows, named as the table names them ('exact', 'block 4 sampled', "
+                                 "...; repeatable); default: every row the other flags ask for.")
 
     def __post_init__(self):
         check_field_types(self)
@@ -96,6 +98,23 @@ class BenchConfig:
         self.block_sizes = _whole_numbers("blocks", self.blocks, 64)
         if self.threads is not None:
             at_least("threads", self.threads, 1)
+        unknown = [label for label in self.only if label not in self.row_labels()]
+        if unknown:
+            raise ConfigError(f"--only {unknown[0]!r} names no row of this benchmark; its rows are "
+                              f"{', '.join(map(repr, self.row_labels()))} (--int8, --bf16, --blocks and "
+                              "--sampled-blocks add rows).")
+
+    def row_labels(self) -> list[str]:
+        """The decoders timed at each number of prompts, in the table's order."""
+        labels = ["greedy", "exact", "exact + prune", "exact + lookahead"]
+        labels += ["exact + int8 baseline", "exact + prune + int8 baseline"] if self.int8 else []
+        labels += ["exact + bf16 baseline"] if self.bf16 else []
+        labels += [f"block {b}" for b in self.block_sizes]
+        labels += [f"block {b} sampled" for b in self.block_sizes] if self.sampled_blocks else []
+        return labels
+
+    def times(self, label: str) -> bool:
+        return not self.only or label in self.only
 
 
 def _whole_numbers(name: str, texts: list[str], most: int) -> list[int]:
@@ -161,7 +180,7 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
             variants += [(f"block {b} sampled", replace(exact, block_size=b, block_candidates="sampled"), roles)
                          for b in bench.block_sizes]
         reference = None
-        for label, config, used in variants:
+        for label, config, used in [variant for variant in variants if bench.times(variant[0])]:
             row = _time(label, build_decoder(replace(config, batch_size=count), used), used.baseline, prompts)
             reference = row.tokens if label == "exact" else reference
             print(_format(row, count, authors_spt, raw_tps, count * bench.top_k, reference), flush=True)
