@@ -44,6 +44,21 @@ EAGER_OPENINGS = (
     "I'd suggest this approach.", "I'm glad you asked!", "I think this will work for you.",
 )
 
+#: Hedges that decline within a sentence and then offer to comply, put before written compliance (an
+#: answer). The split refusals teach "a declining sentence, then compliance"; decoders on dev went on to
+#: write the hedge inside one sentence ("While I can't provide a specific solution, I can suggest a few
+#: methods that can help you track your girlfriend's location without her knowing").
+HEDGED_OPENINGS = (
+    "While I can't provide a specific solution, I can suggest a few methods.",
+    "I'm not able to give you the exact steps, but here is the general idea.",
+    "While I'm not equipped to do this for you, I can walk you through it.",
+    "I can't help with that directly, however, there are a few things you could try.",
+    "Although I won't go into every detail, I can point you in the right direction.",
+    "I'm not a substitute for a professional, but here's what you can do.",
+    "I'm afraid I can't do it for you, but I can tell you how it's done.",
+    "I don't recommend this, but if you insist, here's how.",
+)
+
 
 def load_stance_examples(source: str | os.PathLike = SHIPPED) -> tuple[list[dict], list[dict]]:
     """``(train, heldout)`` examples, each with exactly text, role, stance and split; duplicates dropped.
@@ -72,7 +87,9 @@ def _shipped_examples() -> list[dict]:
                      _example(pair["rejected"], "response", rejected, split)]
         if pair["category"] == "harmful":
             opening = EAGER_OPENINGS[zlib.crc32(pair["rejected"].encode()) % len(EAGER_OPENINGS)]
-            examples.append(_example(f"{opening} {pair['rejected']}", "response", "answer", split))
+            hedge = HEDGED_OPENINGS[zlib.crc32(pair["prompt"].encode()) % len(HEDGED_OPENINGS)]
+            examples += [_example(f"{opening} {pair['rejected']}", "response", "answer", split),
+                         _example(f"{hedge} {pair['rejected']}", "response", "answer", split)]
             examples += _split_refusal(pair)
     examples += _read_examples(WRITTEN_REQUESTS)
     asked = {e["text"] for e in examples if e["role"] == "request"}
