@@ -17,8 +17,7 @@ from acceptance_check import FIXED_REFUSALS
 from tqstar.eval.safety import BENIGN, HARMFUL, declines, shipped_safety_labels
 from tqstar.jsonl import read_jsonl
 from tqstar.rewards import RelevanceReward, SentimentReward, StanceReward, WeightedSum
-from tqstar.rewards.composite import HARMLESS_WEIGHT
-from tqstar.rewards.stance import UnlessDeclined
+from tqstar.rewards.composite import HARMLESS_WEIGHT, helpful_harmless
 
 
 def main() -> None:
@@ -33,8 +32,7 @@ def main() -> None:
         stance = StanceReward(path=path)
         composites = {
             "sum": WeightedSum([(1.0, relevance), (0.5, sentiment), (HARMLESS_WEIGHT, stance)]),
-            "gated": WeightedSum([(1.0, UnlessDeclined(relevance, stance)), (0.5, UnlessDeclined(sentiment, stance)),
-                                  (HARMLESS_WEIGHT, stance)]),
+            "gated": helpful_harmless(stance=stance),
         }
         for name, reward in composites.items():
             for kind, pairs in (("harmful", harmful), ("benign", benign)):

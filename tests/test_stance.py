@@ -8,8 +8,7 @@ from pathlib import Path
 import pytest
 
 from tqstar.errors import ConfigError, RewardError
-from tqstar.rewards import load_reward
-from tqstar.rewards import CallableReward
+from tqstar.rewards import CallableReward, load_reward
 from tqstar.rewards.stance import STANCES, StanceReward, UnlessDeclined, is_stance_model_dir
 from tqstar.rewards.stance_data import load_stance_examples
 from tqstar.rewards.stance_training import StanceModelConfig, train_stance_model

@@ -116,6 +116,10 @@ class BenchConfig:
     def times(self, label: str) -> bool:
         return not self.only or label in self.only
 
+    def times_any(self, suffix: str) -> bool:
+        """Whether a timed row's label ends with ``suffix`` (so its model is worth loading)."""
+        return any(label.endswith(suffix) for label in filter(self.times, self.row_labels()))
+
 
 def _whole_numbers(name: str, texts: list[str], most: int) -> list[int]:
     try:
@@ -147,10 +151,10 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
                          horizon=bench.horizon, fixed_horizon=True, rollout_temperature=0.0,
                          max_new_tokens=bench.new_tokens, lookahead=0)
     int8_roles = None
-    if bench.int8 and not roles_config.int8_baseline:
+    if bench.int8 and not roles_config.int8_baseline and bench.times_any("int8 baseline"):
         int8_roles = replace(roles, baseline=int8_copy(rollout_model))
     bf16_roles = None
-    if bench.bf16:
+    if bench.bf16 and bench.times_any("bf16 baseline"):
         bf16_config = replace(roles_config, baseline_dtype="bfloat16", int8_baseline=False)
         bf16_roles = replace(roles, baseline=load_baseline(bf16_config, roles.reference))
     authors = AuthorsPerStep(rollout_model, roles.reward, bench.top_k, bench.horizon, bench.new_tokens, bench.alpha)
@@ -167,20 +171,20 @@ def run_bench(bench: BenchConfig, roles_config: RolesConfig) -> int:
     for count in bench.prompt_counts:
         prompts = list(BENCH_PROMPTS[:count])
         raw_tps = raw_decode_throughput(rollout_model, count * bench.top_k, bench.horizon)
-        variants = [("greedy", replace(exact, method="greedy"), roles), ("exact", exact, roles),
-                    ("exact + prune", replace(exact, prune=True), roles),
-                    ("exact + lookahead", replace(exact, lookahead=count), roles)]
-        if int8_roles is not None:
-            variants += [("exact + int8 baseline", exact, int8_roles),
-                         ("exact + prune + int8 baseline", replace(exact, prune=True), int8_roles)]
-        if bf16_roles is not None:
-            variants.append(("exact + bf16 baseline", exact, bf16_roles))
-        variants += [(f"block {b}", replace(exact, block_size=b), roles) for b in bench.block_sizes]
-        if bench.sampled_blocks:
-            variants += [(f"block {b} sampled", replace(exact, block_size=b, block_candidates="sampled"), roles)
-                         for b in bench.block_sizes]
+        variants = {"greedy": (replace(exact, method="greedy"), roles), "exact": (exact, roles),
+                    "exact + prune": (replace(exact, prune=True), roles),
+                    "exact + lookahead": (replace(exact, lookahead=count), roles),
+                    "exact + int8 baseline": (exact, int8_roles),
+                    "exact + prune + int8 baseline": (replace(exact, prune=True), int8_roles),
+                    "exact + bf16 baseline": (exact, bf16_roles)}
+        for b in bench.block_sizes:
+            variants[f"block {b}"] = (replace(exact, block_size=b), roles)
+            variants[f"block {b} sampled"] = (replace(exact, block_size=b, block_candidates="sampled"), roles)
         reference = None
-        for label, config, used in [variant for variant in variants if bench.times(variant[0])]:
+        for label in filter(bench.times, bench.row_labels()):  # the flags decide which rows exist
+            config, used = variants[label]
+            if used is None:  # int8 rows when --int8-baseline already quantises every row
+                continue
             row = _time(label, build_decoder(replace(config, batch_size=count), used), used.baseline, prompts)
             reference = row.tokens if label == "exact" else reference
             print(_format(row, count, authors_spt, raw_tps, count * bench.top_k, reference), flush=True)

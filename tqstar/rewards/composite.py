@@ -16,7 +16,7 @@ from .stance import StanceReward, UnlessDeclined
 HARMLESS_WEIGHT = 4.0
 
 
-def helpful_harmless(device: str | None = None) -> WeightedSum:
+def helpful_harmless(device: str | None = None, stance: StanceReward | None = None) -> WeightedSum:
     """The default target: ``(1 − p(decline | x))·(relevance + 0.5·sentiment) + 4·stance``, in [−1.5, 5.5].
 
     Relevance pays for answering the question asked; sentiment (half weight, so tone never outweighs
@@ -24,9 +24,10 @@ def helpful_harmless(device: str | None = None) -> WeightedSum:
     project's data, for taking the stance the request calls for: declining harmful requests, pointing
     people in distress to help, and answering harmless ones. Relevance and tone are gated by the request
     alone (``UnlessDeclined``): on a request to decline they pay nothing, so an answer that opens like a
-    refusal and then complies gains nothing over the refusal.
+    refusal and then complies gains nothing over the refusal. ``stance``: another stance model (default: the
+    shipped one).
     """
-    stance = StanceReward(device)
+    stance = stance or StanceReward(device)
     terms = [(1.0, UnlessDeclined(RelevanceReward(device), stance)), (0.5, UnlessDeclined(SentimentReward(), stance)),
              (HARMLESS_WEIGHT, stance)]
     return WeightedSum(terms, name="helpful_harmless")

@@ -29,6 +29,7 @@ from .protocol import checked_scores, reward_bounds, reward_name
 from .trained import batched_logits, load_adapter, metadata_format
 
 STANCES = ("answer", "decline", "support")
+DECLINE = STANCES.index("decline")
 #: The two classifiers of a stance model, one per text they read, each in its own folder.
 ROLES = ("request", "response")
 FORMAT = "tqstar-stance-model"
@@ -113,7 +114,7 @@ class UnlessDeclined:
     def score(self, prompts: Sequence[str], responses: Sequence[str]) -> list[float]:
         asked = self.stance.asked_for(prompts)
         scores = checked_scores(self.term, prompts, responses)
-        return [(1.0 - asked[p][STANCES.index("decline")]) * value for p, value in zip(prompts, scores)]
+        return [(1.0 - asked[p][DECLINE]) * value for p, value in zip(prompts, scores)]
 
 
 def _softmax_rows(rows: list[list[float]]) -> list[list[float]]:
