@@ -10,6 +10,7 @@ import pytest
 import tqstar.align.run as align_run
 from tqstar.align import (AlignConfig, build_pairs, check_same_run, dev_source, dpo_arguments, dpo_models, given_pairs,
                           round_prompts, run_align)
+from tqstar.align.pairs import mixed_given_pairs
 from tqstar.align.train import plain_model_dir
 from tqstar.errors import ConfigError, RewardError
 from tqstar.models import load_language_model
@@ -83,6 +84,9 @@ def test_dev_reward_is_measured_on_a_dev_split_never_on_the_training_file(tmp_pa
     ({"output": "x", "pairs_per_prompt": 1}, "given pairs only.*--pairs SOURCE"),
     ({"output": "x", "pairs": "tqstar", "pairs_per_prompt": 0}, "pairs_per_prompt must be ≥ 1"),
     ({"output": "x", "pairs": " "}, "pairs is empty.*--pairs tqstar"),
+    ({"output": "x", "rounds": 2, "given_pairs_per_round": 4}, "rounds 2 and later.*--pairs SOURCE"),
+    ({"output": "x", "pairs": "tqstar", "given_pairs_per_round": 4}, "--rounds ≥ 2"),
+    ({"output": "x", "pairs": "tqstar", "rounds": 2, "given_pairs_per_round": 0}, "given_pairs_per_round must be ≥ 1"),
 ])
 def test_bad_align_options_are_refused(options, message):
     with pytest.raises(ConfigError, match=message):
@@ -261,6 +265,27 @@ def test_given_pairs_train_round_one_and_later_rounds_sample_from_its_adapter(ti
     calls.clear()
     assert run_align(_rounds_config(tiny_model_dir, out, monkeypatch, pairs=source, pairs_per_prompt=2),
                      progress=False)["rounds"] == metadata["rounds"] and calls == []
+
+
+@pytest.mark.slow
+def test_given_pairs_per_round_mixes_a_fresh_draw_of_them_into_later_rounds(tiny_model_dir, tmp_path, monkeypatch):
+    out, trained = tmp_path / "bl", []
+    train = align_run.train_adapter
+    monkeypatch.setattr(align_run, "train_adapter", lambda config, model_dir, pairs, folder, start_from:
+                        trained.append(pairs) or train(config, model_dir, pairs, folder, start_from))
+    source = _write_pairs(tmp_path / "written.jsonl", prompts=("q1", "q2", "q3", "q4"))
+    config = _rounds_config(tiny_model_dir, out, monkeypatch, pairs=source, pairs_per_prompt=2,
+                            given_pairs_per_round=3)
+    second = run_align(config, progress=False)["rounds"][1]
+    mixed = [json.loads(line) for line in (out / "round-2" / "given_pairs.jsonl").read_text().splitlines()]
+    round_one = {(p["prompt"], p["chosen"]) for p in trained[0]}
+    assert len(mixed) == 3 and {(p["prompt"], p["chosen"]) for p in mixed} <= round_one  # drawn from round 1's
+    sampled = trained[1][:-3]
+    assert trained[1][-3:] == mixed and all("chosen_reward" in pair for pair in sampled)
+    assert second["given_pairs"] == 3 and second["pairs"] == len(trained[1])
+    assert second["skipped_ties"] == second["prompts"] - len(sampled)
+    assert mixed_given_pairs(config, tmp_path, 2) == mixed  # a resumed round draws the same pairs
+    assert mixed_given_pairs(config, tmp_path, 3) != mixed
 
 
 class Killed(Exception):

@@ -55,6 +55,10 @@ class AlignConfig:
                                      "of them (prompt, chosen, rejected per line). Later rounds sample as usual.")
     pairs_per_prompt: int | None = option(None, "With --pairs: keep at most this many pairs per prompt, drawn by "
                                                 "--seed. Unset: every pair.")
+    given_pairs_per_round: int | None = option(None, "With --pairs and --rounds ≥ 2: rounds 2.. also train on "
+                                                     "this many of the given pairs, a fresh draw each round, so "
+                                                     "what the policy never samples (refusals) stays taught. "
+                                                     "Unset: round 1 only.")
     seed: int = option(0, "Random seed for sampling and training.")
 
     def __post_init__(self):
@@ -78,6 +82,11 @@ class AlignConfig:
                 raise ConfigError("pairs_per_prompt applies to given pairs only. Pass --pairs SOURCE, or drop "
                                   "--pairs-per-prompt.")
             at_least("pairs_per_prompt", self.pairs_per_prompt, 1)
+        if self.given_pairs_per_round is not None:
+            if self.pairs is None or self.rounds < 2:
+                raise ConfigError("given_pairs_per_round mixes given pairs into rounds 2 and later. Pass --pairs "
+                                  "SOURCE and --rounds ≥ 2, or drop --given-pairs-per-round.")
+            at_least("given_pairs_per_round", self.given_pairs_per_round, 1)
         positive("beta", self.beta, "DPO's β is typically 0.1.")
         between("sft_weight", self.sft_weight, 0, 100, "the supervised term would drown DPO's")
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")

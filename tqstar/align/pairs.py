@@ -47,23 +47,41 @@ def build_pairs(config: AlignConfig, model, reward, prompts: list[str], progress
     return [r for r in done if not r["skipped"]]
 
 
+#: A later round's share of the given pairs (--given-pairs-per-round), beside its sampled ``pairs.jsonl``.
+MIXED_PAIRS_FILE = "given_pairs.jsonl"
+
+
 def given_pairs(config: AlignConfig, folder: Path) -> list[dict]:
     """The training pairs of ``config.pairs``, at most ``pairs_per_prompt`` per prompt (a seeded draw, in
     file order), recorded in ``folder/pairs.jsonl`` like sampled pairs so a round's folder always says what
     it trained on."""
-    train, _ = load_preference_pairs(config.pairs)
-    if config.pairs_per_prompt is not None:
-        order = list(range(len(train)))
-        random.Random(config.seed).shuffle(order)
-        kept, per_prompt = set(), Counter()
-        for index in order:
-            per_prompt[train[index]["prompt"]] += 1
-            if per_prompt[train[index]["prompt"]] <= config.pairs_per_prompt:
-                kept.add(index)
-        train = [pair for index, pair in enumerate(train) if index in kept]
-    records = [{**pair, "skipped": False} for pair in train]
+    records = [{**pair, "skipped": False} for pair in _kept_given_pairs(config)]
     rewrite_jsonl(Path(folder) / "pairs.jsonl", records)
     return records
+
+
+def mixed_given_pairs(config: AlignConfig, folder: Path, round_index: int) -> list[dict]:
+    """Round ``round_index``'s draw of ``given_pairs_per_round`` of the pairs round 1 trained on (seeded by
+    --seed and the round, so a resumed round draws the same), recorded in ``folder/given_pairs.jsonl``."""
+    kept = _kept_given_pairs(config)
+    rng = random.Random(config.seed + ROUND_SEED_STRIDE * round_index)
+    records = [{**pair, "skipped": False} for pair in rng.sample(kept, min(config.given_pairs_per_round, len(kept)))]
+    rewrite_jsonl(Path(folder) / MIXED_PAIRS_FILE, records)
+    return records
+
+
+def _kept_given_pairs(config: AlignConfig) -> list[dict]:
+    train, _ = load_preference_pairs(config.pairs)
+    if config.pairs_per_prompt is None:
+        return train
+    order = list(range(len(train)))
+    random.Random(config.seed).shuffle(order)
+    kept, per_prompt = set(), Counter()
+    for index in order:
+        per_prompt[train[index]["prompt"]] += 1
+        if per_prompt[train[index]["prompt"]] <= config.pairs_per_prompt:
+            kept.add(index)
+    return [pair for index, pair in enumerate(train) if index in kept]
 
 
 def mean_reward(model, reward, prompts: list[str], max_new_tokens: int) -> dict:
