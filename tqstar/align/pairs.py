@@ -55,7 +55,7 @@ def given_pairs(config: AlignConfig, folder: Path) -> list[dict]:
     """The training pairs of ``config.pairs``, at most ``pairs_per_prompt`` per prompt (a seeded draw, in
     file order), recorded in ``folder/pairs.jsonl`` like sampled pairs so a round's folder always says what
     it trained on."""
-    records = [{**pair, "skipped": False} for pair in _kept_given_pairs(config)]
+    records = _kept_given_pairs(config)
     rewrite_jsonl(Path(folder) / "pairs.jsonl", records)
     return records
 
@@ -65,13 +65,14 @@ def mixed_given_pairs(config: AlignConfig, folder: Path, round_index: int) -> li
     --seed and the round, so a resumed round draws the same), recorded in ``folder/given_pairs.jsonl``."""
     kept = _kept_given_pairs(config)
     rng = random.Random(config.seed + ROUND_SEED_STRIDE * round_index)
-    records = [{**pair, "skipped": False} for pair in rng.sample(kept, min(config.given_pairs_per_round, len(kept)))]
+    records = rng.sample(kept, min(config.given_pairs_per_round, len(kept)))
     rewrite_jsonl(Path(folder) / MIXED_PAIRS_FILE, records)
     return records
 
 
 def _kept_given_pairs(config: AlignConfig) -> list[dict]:
-    train, _ = load_preference_pairs(config.pairs)
+    """The given train pairs, at most ``pairs_per_prompt`` per prompt, as records like sampled pairs."""
+    train = [{**pair, "skipped": False} for pair in load_preference_pairs(config.pairs)[0]]
     if config.pairs_per_prompt is None:
         return train
     order = list(range(len(train)))

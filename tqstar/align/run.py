@@ -13,7 +13,7 @@ from ..prompts import load_prompts
 from ..rewards.loading import load_reward
 from ..rewards.training import load_preference_pairs
 from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts
-from .pairs import MIXED_PAIRS_FILE, build_pairs, given_pairs, mean_reward, mixed_given_pairs
+from .pairs import build_pairs, given_pairs, mean_reward, mixed_given_pairs
 from .plots import plot_curves, plot_dev_rewards
 from .train import CURVES, plain_model_dir, point_adapter_at, publish_adapter, train_adapter
 
@@ -104,10 +104,10 @@ def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> 
                       config.max_new_tokens)
     measured = time.monotonic()
     recorded = read_jsonl(folder / "pairs.jsonl")  # every prompt of the round, near-ties included
-    mixed = len(read_jsonl(folder / MIXED_PAIRS_FILE))
+    kept = sum(not pair["skipped"] for pair in recorded)  # the rest of ``pairs`` are mixed-in given pairs
     return {"round": index, "sampled_from": _source_of_round(run, index, start_from),
-            "prompts": len({pair["prompt"] for pair in recorded}), "given_pairs": mixed,
-            "pairs": len(pairs), "skipped_ties": len(recorded) + mixed - len(pairs),
+            "prompts": len({pair["prompt"] for pair in recorded}), "given_pairs": len(pairs) - kept,
+            "pairs": len(pairs), "skipped_ties": len(recorded) - kept,
             "curves": curves, "dev_reward": dev, "resumed": resumed,
             "seconds": {"sampling": sampled - began, "training": trained - sampled, "dev": measured - trained,
                         "total": measured - began}}
