@@ -108,3 +108,18 @@ def test_the_report_links_each_prompt_to_a_page_of_its_responses(run_dir):
 def test_the_report_names_a_split_only_for_sources_that_have_splits(run_dir, prompts, shown):
     (run_dir / "config.json").write_text(json.dumps({"prompts": prompts, "split": "dev"}))
     assert shown in write_report(run_dir).read_text()
+
+
+def test_each_transfer_row_gets_its_paired_difference_against_every_other_method(tmp_path):
+    append_jsonl(tmp_path / "records.jsonl", [
+        *(record("tq-direct", i, f"Prompt {i}.", i + 0.5) for i in range(4)),
+        *(record("cd", i, f"Prompt {i}.", float(i)) for i in range(4)),
+    ])
+    markdown = write_report(tmp_path).read_text()
+    section = markdown.split("## Transfer Q* against the others")[1].split("\n## ")[0]
+    assert "| method | tq-direct − |" in section
+    assert "| cd | 0.500 [0.500, 0.500] · 1.00 |" in section and "| tq-direct | – |" in section
+
+
+def test_a_run_without_a_transfer_method_has_no_transfer_table(run_dir):
+    assert "## Transfer Q* against the others" not in write_report(run_dir).read_text()

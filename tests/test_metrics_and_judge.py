@@ -49,6 +49,15 @@ def test_bootstrap_interval_brackets_the_mean_and_duels_count_by_prompt():
     assert interval.low <= interval.mean == 2.5 <= interval.high and interval.n == 4
     result = duel({0: 1.0, 1: 2.0, 2: 3.0, 3: 0.5}, {0: 1.0, 1: 1.0, 2: 4.0})  # prompt 3 unanswered by B
     assert (result.win, result.tie, result.lose) == (1, 1, 1) and result.win_tie.mean == pytest.approx(2 / 3)
+    assert result.difference.mean == pytest.approx(0.0) and result.difference.n == 3
+
+
+def test_paired_difference_is_sure_of_a_small_steady_lead_the_means_intervals_cannot_separate():
+    spread = {i: float(i) for i in range(20)}  # prompts differ far more than the methods do
+    result = duel({i: r + 0.1 for i, r in spread.items()}, spread)
+    assert result.difference.mean == pytest.approx(0.1) and result.difference.low > 0
+    a, b = bootstrap_mean([r + 0.1 for r in spread.values()]), bootstrap_mean(list(spread.values()))
+    assert a.low < b.high  # the two means' intervals overlap
 
 
 class FakeJudge(BaseHTTPRequestHandler):

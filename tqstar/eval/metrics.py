@@ -240,13 +240,17 @@ class Duel:
     tie: int
     lose: int
     win_tie: Interval  # (win + tie) / n with a bootstrap interval over prompts
+    # Mean of A's reward minus B's, prompt by prompt: far narrower than the two means' intervals when the
+    # prompts vary more than the methods do, so it is what says whether A is ahead.
+    difference: Interval
 
 
 def duel(rewards_a: dict[int, float], rewards_b: dict[int, float], seed: int = 0) -> Duel:
     shared = sorted(set(rewards_a) & set(rewards_b))
     outcomes = [_outcome(rewards_a[i], rewards_b[i]) for i in shared]
     win_tie = bootstrap_mean([1.0 if o >= 0 else 0.0 for o in outcomes], seed)
-    return Duel(outcomes.count(1), outcomes.count(0), outcomes.count(-1), win_tie)
+    difference = bootstrap_mean([rewards_a[i] - rewards_b[i] for i in shared], seed)
+    return Duel(outcomes.count(1), outcomes.count(0), outcomes.count(-1), win_tie, difference)
 
 
 def _outcome(a: float, b: float) -> int:
@@ -271,5 +275,5 @@ def summarise(records: Sequence[dict]) -> dict:
     duels = {a: {b: vars(duel(rewards[a], rewards[b])) for b in rewards if b != a} for a in rewards}
     for row in duels.values():
         for d in row.values():
-            d["win_tie"] = d["win_tie"].as_dict()
+            d["win_tie"], d["difference"] = d["win_tie"].as_dict(), d["difference"].as_dict()
     return {"methods": table, "duels": duels}

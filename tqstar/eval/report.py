@@ -7,6 +7,7 @@ import base64
 import html
 from pathlib import Path
 
+from ..decoding.methods import find_method
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
 from ..prompts import FILE_SUFFIXES
@@ -96,6 +97,7 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
               "all-MiniLM-L6-v2 embeddings. ESS: the importance-weighted estimators' effective sample size "
               "(Σw)²/Σw² per candidate, mean over steps (soft, tq-indirect; of N rollouts).", ""]
     lines += _duel_table(summary["duels"], order)
+    lines += _transfer_table(summary["duels"], order, _transfer_labels(records))
     if "frontier" in summary:
         lines += frontier_table(summary["frontier"])
     lines += _guard_table(summary, order)
@@ -119,10 +121,37 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
                 cells.append("–")
                 continue
             d = duels[a][b]
-            rate = "–" if d["win_tie"]["mean"] is None else f"{d['win_tie']['mean']:.2f}"  # no shared prompt
-            cells.append(f"{rate} ({d['win']}/{d['tie']}/{d['lose']})")
+            cells.append(f"{_rate(d['win_tie'])} ({d['win']}/{d['tie']}/{d['lose']})")  # "–": no shared prompt
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     return lines + [""]
+
+
+def _transfer_labels(records: list[dict]) -> list[str]:
+    """The labels of the rows decoded by a Transfer Q* method, in the order they were run."""
+    def is_transfer(record: dict) -> bool:
+        method = find_method(record.get("config", {}).get("decode", {}).get("method"))
+        return bool(method and method.transfer)
+
+    return list(dict.fromkeys(r["method"] for r in records if is_transfer(r)))
+
+
+def _transfer_table(duels: dict, order: list[str], transfer: list[str]) -> list[str]:
+    """Each Transfer Q* row against every other method: the paired reward difference and the win-tie rate."""
+    if not transfer:
+        return []
+    lines = ["## Transfer Q* against the others", "",
+             "Paired reward difference (Transfer Q* row − method, prompt by prompt) with its 95% bootstrap interval "
+             "over prompts, then the win-tie rate; an interval above 0 means ahead on these prompts.", "",
+             "| method | " + " | ".join(f"{label} −" for label in transfer) + " |", "|---|" + "---:|" * len(transfer)]
+    for other in order:
+        cells = ["–" if other == label else f"{_interval(duels[label][other]['difference'], 3)} · "
+                 f"{_rate(duels[label][other]['win_tie'])}" for label in transfer]
+        lines.append(f"| {other} | " + " | ".join(cells) + " |")
+    return lines + [""]
+
+
+def _rate(cell: dict) -> str:
+    return "–" if cell["mean"] is None else f"{cell['mean']:.2f}"
 
 
 def _guard_table(summary: dict, order: list[str]) -> list[str]:
