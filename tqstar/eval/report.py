@@ -11,7 +11,7 @@ from ..decoding.methods import find_method
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
 from ..prompts import FILE_SUFFIXES
-from .frontier import frontier_summary, frontier_table
+from .frontier import frontier_summary, frontier_table, method_families
 from .guard import guard_summary
 from .judge import summarise_judgements
 from .metrics import summarise
@@ -127,12 +127,10 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
 
 
 def _transfer_labels(records: list[dict]) -> list[str]:
-    """The labels of the rows decoded by a Transfer Q* method, in the order they were run."""
-    def is_transfer(record: dict) -> bool:
-        method = find_method(record.get("config", {}).get("decode", {}).get("method"))
-        return bool(method and method.transfer)
-
-    return list(dict.fromkeys(r["method"] for r in records if is_transfer(r)))
+    """The labels of the rows decoded by a Transfer Q* method, in the order they were run (a record may name
+    a method this version does not know: its row is not one)."""
+    return [label for label, name in method_families(records).items()
+            if getattr(find_method(name), "transfer", False)]
 
 
 def _transfer_table(duels: dict, order: list[str], transfer: list[str]) -> list[str]:
