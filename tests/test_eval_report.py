@@ -110,15 +110,16 @@ def test_the_report_names_a_split_only_for_sources_that_have_splits(run_dir, pro
     assert shown in write_report(run_dir).read_text()
 
 
-def test_each_transfer_row_gets_its_paired_difference_against_every_other_method(tmp_path):
+@pytest.mark.parametrize("transfer", ["tq-direct", "tq-indirect", "soft"])
+def test_each_transfer_row_gets_its_paired_difference_against_every_other_method(tmp_path, transfer):
     append_jsonl(tmp_path / "records.jsonl", [
-        *(record("tq-direct", i, f"Prompt {i}.", i + 0.5) for i in range(4)),
+        *(record(transfer, i, f"Prompt {i}.", i + 0.5) for i in range(4)),
         *(record("cd", i, f"Prompt {i}.", float(i)) for i in range(4)),
     ])
     markdown = write_report(tmp_path).read_text()
     section = markdown.split("## Transfer Q* against the others")[1].split("\n## ")[0]
-    assert "| method | tq-direct − |" in section
-    assert "| cd | 0.500 [0.500, 0.500] · 1.00 |" in section and "| tq-direct | – |" in section
+    assert f"| method | {transfer} − |" in section
+    assert "| cd | 0.500 [0.500, 0.500] · 1.00 |" in section and f"| {transfer} | – |" in section
 
 
 def test_a_run_without_a_transfer_method_has_no_transfer_table(run_dir):

@@ -32,6 +32,15 @@ def test_each_budget_names_the_best_transfer_variant_and_the_best_best_of_n_that
     assert rows[10]["best"]["label"] == "tq-direct" and rows[10]["best_of_n"]["reward"] == 2.0
 
 
+def test_soft_transfer_is_a_transfer_variant_and_cd_is_not():
+    soft = [{**r, "config": {**r["config"], "decode": {"method": "soft"}}} if r["method"] == "tq-direct" else r
+            for r in records()]
+    rows = {row["multiple"]: row for row in frontier_summary(soft, summarise(soft))["budgets"]}
+    assert rows[10]["transfer"]["label"] == "tq-direct"  # the label of the soft-transfer row
+    without = [r for r in records() if r["method"] != "tq-direct"]
+    assert all(row["transfer"] is None for row in frontier_summary(without, summarise(without))["budgets"])
+
+
 def test_without_a_greedy_run_there_is_no_unit_and_no_frontier():
     without_greedy = [r for r in records() if r["method"] != "greedy"]
     assert frontier_summary(without_greedy, summarise(without_greedy)) is None

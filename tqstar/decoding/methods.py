@@ -58,7 +58,8 @@ class Method:
     alpha_from_beta: bool = False  # α = 1/β
     authors_horizon: int | None = None  # --compat's fixed H; None: --compat refused
     greedy_twin: str | None = None  # serve: temperature 0 turns this method into that one
-    transfer: bool = False  # a Transfer Q* method: the LLM judge's default side
+    transfer: bool = False  # rolls out the aligned baseline (Transfer Q* and soft transfer): the LLM judge's
+    # default side, and the family the eval's frontier and paired-difference tables put against the others
     compare: bool = False  # run by `tqstar generate --compare`
 
     @property
@@ -130,7 +131,7 @@ METHOD_TABLE: tuple[Method, ...] = (
     Method("tq-indirect", estimator=_indirect, rolls_out=True, weighted=True, authors_horizon=5, transfer=True,
            needs=frozenset({Need.BASELINE_REWARD, Need.DPO_BETA})),
     Method("soft", estimator=_soft, rolls_out=True, weighted=True, proposal="baseline", prior="baseline",
-           alpha_from_beta=True, needs=frozenset({Need.DPO_BETA})),
+           alpha_from_beta=True, transfer=True, needs=frozenset({Need.DPO_BETA})),
 )
 METHODS = tuple(m.name for m in METHOD_TABLE)
 _BY_NAME = {m.name: m for m in METHOD_TABLE}

@@ -5,9 +5,10 @@ one run only: a second run on a busier machine moves every point."""
 
 from __future__ import annotations
 
+from ..decoding.methods import find_method
+
 #: Budgets in multiples of the fastest greedy-like method's seconds per response.
 BUDGETS = (1, 2, 3, 5, 10, 20, 50)
-TRANSFER_METHODS = frozenset({"tq-direct", "tq-indirect", "soft"})
 BEST_OF_N = "best-of-n"
 UNIT_METHODS = ("greedy", "sample")  # one decoding pass: the unit a budget counts in
 
@@ -31,6 +32,12 @@ def method_families(records: list[dict]) -> dict[str, str]:
     return {r["method"]: r["config"]["decode"]["method"] for r in records}
 
 
+def is_transfer(method_name: str) -> bool:
+    """Whether a record's method rolls out the aligned baseline (a record may name a method this version does
+    not know: it is not one)."""
+    return getattr(find_method(method_name), "transfer", False)
+
+
 def pareto_labels(points: dict[str, tuple[float, float]]) -> list[str]:
     """The labels that no faster-or-equally-fast method beats on reward, fastest first."""
     kept, best = [], float("-inf")
@@ -51,7 +58,7 @@ def _budget_row(multiple: int, unit: float, points: dict, family: dict) -> dict:
 
     return {"multiple": multiple, "seconds": budget, "best": best(fits),
             "best_of_n": best([m for m in fits if family[m] == BEST_OF_N]),
-            "transfer": best([m for m in fits if family[m] in TRANSFER_METHODS])}
+            "transfer": best([m for m in fits if is_transfer(family[m])])}
 
 
 def frontier_table(frontier: dict) -> list[str]:

@@ -7,11 +7,10 @@ import base64
 import html
 from pathlib import Path
 
-from ..decoding.methods import find_method
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, write_json
 from ..prompts import FILE_SUFFIXES
-from .frontier import frontier_summary, frontier_table, method_families
+from .frontier import frontier_summary, frontier_table, is_transfer, method_families
 from .guard import guard_summary
 from .judge import summarise_judgements
 from .metrics import summarise
@@ -127,10 +126,8 @@ def _duel_table(duels: dict, order: list[str]) -> list[str]:
 
 
 def _transfer_labels(records: list[dict]) -> list[str]:
-    """The labels of the rows decoded by a Transfer Q* method, in the order they were run (a record may name
-    a method this version does not know: its row is not one)."""
-    return [label for label, name in method_families(records).items()
-            if getattr(find_method(name), "transfer", False)]
+    """The labels of the rows decoded by a transfer method, in the order they were run."""
+    return [label for label, name in method_families(records).items() if is_transfer(name)]
 
 
 def _transfer_table(duels: dict, order: list[str], transfer: list[str]) -> list[str]:
