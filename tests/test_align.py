@@ -110,6 +110,33 @@ def test_align_trains_an_adapter_that_loads_on_its_reference(tiny_model_dir, tmp
     assert adapted.vocabulary == load_language_model(str(tiny_model_dir)).vocabulary
 
 
+def test_a_start_adapter_must_exist_and_be_made_on_the_reference(tmp_path):
+    with pytest.raises(ConfigError, match="neither a shipped adapter \\(bl-helpful-harmless, bl-sentiment\\).*"
+                                          "drop --start-adapter"):
+        AlignConfig(output="x", start_adapter=str(tmp_path / "nothing"))
+    with pytest.raises(ConfigError, match="made on 'smollm2', not on the reference 'other'.*--reference smollm2"):
+        AlignConfig(output="x", reference="other", start_adapter="bl-sentiment")
+    assert AlignConfig(output="x", start_adapter="bl-sentiment").start_adapter == "bl-sentiment"
+
+
+@pytest.mark.slow
+def test_a_run_with_a_start_adapter_samples_from_it_and_trains_it_further(tiny_model_dir, tmp_path, monkeypatch):
+    first = tmp_path / "first"
+    run_align(_rounds_config(tiny_model_dir, first, monkeypatch, rounds=1), progress=False)
+    calls, loaded, out = [], [], tmp_path / "continued"
+    load = align_run.load_language_model
+    monkeypatch.setattr(align_run, "load_language_model", lambda spec: loaded.append(spec) or load(spec))
+    _spy(monkeypatch, calls)
+    metadata = run_align(_rounds_config(tiny_model_dir, out, monkeypatch, start_adapter=str(first)),
+                         progress=False)
+    assert calls[1] == ("train", "round-1", "first") and calls[3] == ("train", "round-2", "round-1")
+    assert loaded[1] == str(first.resolve())  # round 1 samples from the start adapter, after the reference
+    first_round = json.loads((out / "round-1" / "round.json").read_text())
+    # ρ_ref is the plain reference: the continued adapter starts at a margin other than 0
+    assert first_round["sampled_from"] == "first" and first_round["curves"]["margins"][0][1] != 0
+    assert metadata["config"]["start_adapter"] == str(first)
+
+
 def test_each_round_takes_the_next_slice_of_the_prompts_shuffled_by_the_seed():
     prompts = [f"prompt {i}" for i in range(10)]
     config = AlignConfig(output="x", prompts_per_round=4, seed=3)
@@ -191,9 +218,10 @@ def test_given_pairs_keep_a_seeded_draw_per_prompt_and_record_it(tmp_path):
 
 def _rounds_config(tiny_model_dir, out, monkeypatch, **options):
     monkeypatch.setattr(align_run, "load_reward", lambda spec: LENGTH)  # sentiment ties on the tiny model's text
+    options = {"rounds": 2, **options}
     return AlignConfig(output=str(out), reference=str(tiny_model_dir), reward="sentiment", limit=3,
                        samples_per_prompt=2, max_new_tokens=6, min_margin=0.0, epochs=1, batch_size=2,
-                       dev_limit=2, rounds=2, **options)
+                       dev_limit=2, **options)
 
 
 def _spy(monkeypatch, calls):

@@ -8,6 +8,7 @@ from pathlib import Path
 
 from ..decoding.config import SIZE_BOUNDS, SIZE_WHY
 from ..errors import ConfigError
+from ..models.baselines import adapter_base, adapter_dir, shipped_adapters
 from ..options import at_least, between, check_field_types, claim_run, option, positive, temperature
 
 MAX_LORA_RANK = 256
@@ -59,6 +60,10 @@ class AlignConfig:
                                                      "this many of the given pairs, a fresh draw each round, so "
                                                      "what the policy never samples (refusals) stays taught. "
                                                      "Unset: round 1 only.")
+    start_adapter: str | None = option(None, "Continue this adapter (a shipped baseline's name or a folder "
+                                             "made on --reference) instead of a fresh one: round 1 samples "
+                                             "from it and trains it further; DPO's reference stays the "
+                                             "reference. Unset: a fresh LoRA adapter.")
     seed: int = option(0, "Random seed for sampling and training.")
 
     def __post_init__(self):
@@ -92,6 +97,24 @@ class AlignConfig:
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
         positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")
         temperature("temperature", self.temperature, greedy=False)  # pairs need varied responses
+        if self.start_adapter is not None:
+            start_adapter_dir(self)  # a missing or foreign adapter fails before any model loads
+
+
+def start_adapter_dir(config: AlignConfig) -> Path | None:
+    """The folder of ``--start-adapter``, checked to hold an adapter made on ``--reference``."""
+    if config.start_adapter is None:
+        return None
+    folder = adapter_dir(config.start_adapter)
+    if folder is None:
+        shipped = ", ".join(shipped_adapters()) or "none"
+        raise ConfigError(f"start_adapter {config.start_adapter!r} is neither a shipped adapter ({shipped}) nor a "
+                          "folder holding adapter_config.json. Pass one of those, or drop --start-adapter.")
+    base = adapter_base(folder)
+    if base is not None and base != config.reference:
+        raise ConfigError(f"start_adapter {config.start_adapter!r} was made on {base!r}, not on the reference "
+                          f"{config.reference!r}. Pass --reference {base}, or an adapter made on it.")
+    return folder.resolve()
 
 
 def dev_source(config: AlignConfig) -> str:

@@ -12,7 +12,7 @@ from ..models.loader import load_language_model
 from ..prompts import load_prompts
 from ..rewards.loading import load_reward
 from ..rewards.training import load_preference_pairs
-from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts
+from .config import AlignConfig, check_same_run, dev_source, round_folder_name, round_prompts, start_adapter_dir
 from .pairs import build_pairs, given_pairs, mean_reward, mixed_given_pairs
 from .plots import plot_curves, plot_dev_rewards
 from .train import CURVES, plain_model_dir, point_adapter_at, publish_adapter, train_adapter
@@ -32,6 +32,7 @@ class _Run:
     train_prompts: list[str]
     dev_prompts: list[str]
     progress: bool
+    start_adapter: Path | None  # --start-adapter's folder: round 1 continues it
 
 
 def run_align(config: AlignConfig, progress: bool = True) -> dict:
@@ -48,14 +49,15 @@ def run_align(config: AlignConfig, progress: bool = True) -> dict:
         load_preference_pairs(config.pairs)  # a bad pairs file fails before the models load
     run = _Run(config, out, load_language_model(config.reference), load_reward(config.reward),
                load_prompts(config.prompts, config.split, config.prompt_field, config.limit),
-               load_prompts(dev_source(config), "dev", config.prompt_field, config.dev_limit), progress)
+               load_prompts(dev_source(config), "dev", config.prompt_field, config.dev_limit), progress,
+               start_adapter_dir(config))
     metadata = _one_round(run) if config.rounds == 1 else _several_rounds(run)
     (out / "metadata.json").write_text(json.dumps(metadata, indent=2))
     return metadata
 
 
 def _one_round(run: _Run) -> dict:
-    result = _run_round(run, 1, run.out, start_from=None)
+    result = _run_round(run, 1, run.out, start_from=run.start_adapter)
     plot_curves(result["curves"], run.out)
     return {**_header(run), "prompts": result["prompts"], "pairs": result["pairs"],
             "skipped_ties": result["skipped_ties"], "curves": result["curves"],
@@ -69,7 +71,7 @@ def _several_rounds(run: _Run) -> dict:
         if (folder / ROUND_FILE).is_file():
             rounds.append(json.loads((folder / ROUND_FILE).read_text()))
             continue
-        start_from = run.out / round_folder_name(index - 1) if index > 1 else None
+        start_from = run.out / round_folder_name(index - 1) if index > 1 else run.start_adapter
         result = _run_round(run, index, folder, start_from)
         plot_curves(result["curves"], folder)
         write_json(folder / ROUND_FILE, result)
