@@ -124,3 +124,18 @@ def test_each_transfer_row_gets_its_paired_difference_against_every_other_method
 
 def test_a_run_without_a_transfer_method_has_no_transfer_table(run_dir):
     assert "## Transfer Q* against the others" not in write_report(run_dir).read_text()
+
+
+def test_a_beta_sweep_of_soft_transfer_is_drawn_on_the_reward_kl_plot(tmp_path):
+    def swept(beta: float, reward: float) -> list[dict]:
+        rows = [record(f"soft[beta={beta}]", i, f"Prompt {i}.", reward, kl=1 / beta) for i in range(2)]
+        for row in rows:
+            row["config"] = {**row["config"], "decode": {"method": "soft"},
+                             "sweep": {"of": "soft", "option": "beta", "value": beta}}
+        return rows
+
+    append_jsonl(tmp_path / "records.jsonl", [*swept(0.3, 1.0), *swept(0.03, 2.0)])
+    markdown = write_report(tmp_path).read_text()
+    assert (tmp_path / "reward_vs_kl.png").stat().st_size > 1000
+    assert "Reward against KL as alpha or beta varies" in markdown
+

@@ -1,4 +1,4 @@
-"""The report's PNG plots: mean reward, the win-tie matrix, reward against KL as α varies, reward against
+"""The report's PNG plots: mean reward, the win-tie matrix, reward against KL as α (or β) varies, reward against
 compute, reward against seconds (the frontier). A method whose metric has no values (its mean is None) is
 left out of the plot that needs it."""
 
@@ -12,6 +12,11 @@ from .metrics import KL_STEPWISE
 COMPUTE_OPTIONS = ("best_of", "top_k", "horizon", "num_rollouts", "block_size")
 
 
+#: The options that move a method along its reward–KL curve: α, and β (soft transfer's α is 1/β; for
+#: tq-indirect it sharpens the importance weights).
+STRENGTH = {"alpha": "α", "beta": "β"}
+
+
 def write_plots(run_dir: Path, records: list[dict], summary: dict) -> dict[str, str]:
     """Write the plots into ``run_dir``; return title → file name, in the report's order."""
     import matplotlib
@@ -20,8 +25,8 @@ def write_plots(run_dir: Path, records: list[dict], summary: dict) -> dict[str, 
     plots = {"Mean target reward": _reward_plot(run_dir, summary),
              "Win-tie matrix": _win_tie_plot(run_dir, summary)}
     sweeps = _sweeps(records)
-    if any(option == "alpha" for _, option in sweeps):
-        plots["Reward against KL as alpha varies"] = _tradeoff_plot(run_dir, summary, sweeps)
+    if any(option in STRENGTH for _, option in sweeps):
+        plots["Reward against KL as alpha or beta varies"] = _tradeoff_plot(run_dir, summary, sweeps)
     plots["Reward against compute"] = _compute_plot(run_dir, summary, sweeps)
     if summary.get("frontier"):
         plots["Reward against seconds per response"] = _frontier_plot(run_dir, records, summary)
@@ -100,13 +105,13 @@ def _tradeoff_plot(run_dir: Path, summary: dict, sweeps: dict) -> str:
     methods = summary["methods"]
     fig, ax = plt.subplots(figsize=(6.5, 4.5))
     for (of, option), points in sweeps.items():
-        if option != "alpha":
+        if option not in STRENGTH:
             continue
         labels, kl, reward = _points(methods, [label for _, label in points], "kl")
         ax.plot(kl, reward, marker="o", label=of)
         value_of = {label: value for value, label in points}
         for label, x, y in zip(labels, kl, reward):
-            ax.annotate(f"α={value_of[label]}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(f"{STRENGTH[option]}={value_of[label]}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     swept = {label for pts in sweeps.values() for _, label in pts}
     for label, x, y in zip(*_points(methods, [m for m in methods if m not in swept], "kl")):
         ax.scatter(x, y, marker="x", color="grey")
