@@ -107,9 +107,13 @@ def _tradeoff_plot(run_dir: Path, summary: dict, sweeps: dict) -> str:
     for (of, option), points in sweeps.items():
         if option not in STRENGTH:
             continue
-        labels, kl, reward = _points(methods, [label for _, label in points], "kl")
+        # drawn in order of KL: an unset β (the baseline's DPO β) has no value to sort by
+        curve = sorted(zip(*_points(methods, [label for _, label in points], "kl")), key=lambda point: point[1])
+        if not curve:
+            continue
+        labels, kl, reward = zip(*curve)
         ax.plot(kl, reward, marker="o", label=of)
-        value_of = {label: value for value, label in points}
+        value_of = {label: "default" if value is None else value for value, label in points}
         for label, x, y in zip(labels, kl, reward):
             ax.annotate(f"{STRENGTH[option]}={value_of[label]}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
     swept = {label for pts in sweeps.values() for _, label in pts}
