@@ -138,4 +138,3 @@ def test_a_beta_sweep_of_soft_transfer_is_drawn_on_the_reward_kl_plot(tmp_path):
     markdown = write_report(tmp_path).read_text()
     assert (tmp_path / "reward_vs_kl.png").stat().st_size > 1000
     assert "Reward against KL as alpha or beta varies" in markdown
-

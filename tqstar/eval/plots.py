@@ -10,8 +10,6 @@ from .frontier import method_families
 from .metrics import KL_STEPWISE
 
 COMPUTE_OPTIONS = ("best_of", "top_k", "horizon", "num_rollouts", "block_size")
-
-
 #: The options that move a method along its reward–KL curve: α, and β (soft transfer's α is 1/β; for
 #: tq-indirect it sharpens the importance weights).
 STRENGTH = {"alpha": "α", "beta": "β"}
