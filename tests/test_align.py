@@ -117,6 +117,7 @@ def test_a_start_adapter_must_exist_and_be_made_on_the_reference(tmp_path):
     with pytest.raises(ConfigError, match="made on 'smollm2', not on the reference 'other'.*--reference smollm2"):
         AlignConfig(output="x", reference="other", start_adapter="bl-sentiment")
     assert AlignConfig(output="x", start_adapter="bl-sentiment").start_adapter == "bl-sentiment"
+    assert AlignConfig(output="x", reference="embedded", start_adapter="bl-sentiment")  # an alias of smollm2
 
 
 @pytest.mark.slow

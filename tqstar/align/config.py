@@ -9,6 +9,7 @@ from pathlib import Path
 from ..decoding.config import SIZE_BOUNDS, SIZE_WHY
 from ..errors import ConfigError
 from ..models.baselines import adapter_base, adapter_dir, shipped_adapters
+from ..models.spec import same_model
 from ..options import at_least, between, check_field_types, claim_run, option, positive, temperature
 
 MAX_LORA_RANK = 256
@@ -97,8 +98,7 @@ class AlignConfig:
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")
         positive("epochs", self.epochs, "Use 1 or 2 passes over the pairs.")
         temperature("temperature", self.temperature, greedy=False)  # pairs need varied responses
-        if self.start_adapter is not None:
-            start_adapter_dir(self)  # a missing or foreign adapter fails before any model loads
+        start_adapter_dir(self)  # a missing or foreign adapter fails before any model loads
 
 
 def start_adapter_dir(config: AlignConfig) -> Path | None:
@@ -111,7 +111,7 @@ def start_adapter_dir(config: AlignConfig) -> Path | None:
         raise ConfigError(f"start_adapter {config.start_adapter!r} is neither a shipped adapter ({shipped}) nor a "
                           "folder holding adapter_config.json. Pass one of those, or drop --start-adapter.")
     base = adapter_base(folder)
-    if base is not None and base != config.reference:
+    if base is not None and not same_model(base, config.reference):
         raise ConfigError(f"start_adapter {config.start_adapter!r} was made on {base!r}, not on the reference "
                           f"{config.reference!r}. Pass --reference {base}, or an adapter made on it.")
     return folder.resolve()

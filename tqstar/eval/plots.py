@@ -113,7 +113,8 @@ def _tradeoff_plot(run_dir: Path, summary: dict, sweeps: dict) -> str:
         ax.plot(kl, reward, marker="o", label=of)
         value_of = {label: "default" if value is None else value for value, label in points}
         for label, x, y in zip(labels, kl, reward):
-            ax.annotate(f"{STRENGTH[option]}={value_of[label]}", (x, y), textcoords="offset points", xytext=(4, 4), fontsize=8)
+            ax.annotate(f"{STRENGTH[option]}={value_of[label]}", (x, y), textcoords="offset points", xytext=(4, 4),
+                        fontsize=8)
     swept = {label for pts in sweeps.values() for _, label in pts}
     for label, x, y in zip(*_points(methods, [m for m in methods if m not in swept], "kl")):
         ax.scatter(x, y, marker="x", color="grey")
