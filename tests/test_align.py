@@ -136,6 +136,9 @@ def test_a_run_with_a_start_adapter_samples_from_it_and_trains_it_further(tiny_m
     # ρ_ref is the plain reference: the continued adapter starts at a margin other than 0
     assert first_round["sampled_from"] == "first" and first_round["curves"]["margins"][0][1] != 0
     assert metadata["config"]["start_adapter"] == str(first)
+    # the rounds are measured against the adapter they continue, not only the reference
+    assert set(metadata["dev_reward"]) == {"reference", "start", "adapter"}
+    assert metadata["dev_reward"]["start"]["n"] == metadata["dev_reward"]["reference"]["n"]
 
 
 def test_each_round_takes_the_next_slice_of_the_prompts_shuffled_by_the_seed():

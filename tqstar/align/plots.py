@@ -35,20 +35,21 @@ def plot_curves(curves: dict, out: Path, round_starts: list[int] | None = None) 
         plt.close(fig)
 
 
-def plot_dev_rewards(reference: dict, rounds: list[dict], out: Path) -> None:
-    """dev_reward.png: the dev reward of the reference (round 0) and of each round's adapter, mean and 95%
-    interval."""
+def plot_dev_rewards(dev_rewards: dict, rounds: list[dict], out: Path) -> None:
+    """dev_reward.png: the dev reward of the reference, of the start adapter when there is one, and of each
+    round's adapter, mean and 95% interval."""
     plt = _pyplot()
-    points = [reference] + [r["dev_reward"] for r in rounds]
+    start = ["start"] if "start" in dev_rewards else []
+    points = [dev_rewards[key] for key in ["reference", *start]] + [r["dev_reward"] for r in rounds]
     means = [p["mean"] for p in points]
     below = [p["mean"] - p["interval"][0] for p in points]
     above = [p["interval"][1] - p["mean"] for p in points]
     fig, ax = plt.subplots(figsize=(6, 3.5))
     ax.errorbar(range(len(points)), means, yerr=[below, above], marker="o", capsize=3)
-    ax.set_xticks(range(len(points)), ["ref"] + [str(r["round"]) for r in rounds])
-    ax.set_xlabel("round (ref: the reference model)")
+    ax.set_xticks(range(len(points)), ["ref", *start] + [str(r["round"]) for r in rounds])
+    ax.set_xlabel("round (ref: the reference model" + ("; start: the adapter continued)" if start else ")"))
     ax.set_ylabel("dev reward")
-    ax.set_title(f"{out.name}: dev reward by round (greedy, n={reference['n']}, 95% interval)", fontsize=10)
+    ax.set_title(f"{out.name}: dev reward by round (greedy, n={points[0]['n']}, 95% interval)", fontsize=10)
     fig.tight_layout()
     fig.savefig(out / "dev_reward.png", dpi=120)
     plt.close(fig)

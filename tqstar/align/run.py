@@ -61,7 +61,7 @@ def _one_round(run: _Run) -> dict:
     plot_curves(result["curves"], run.out)
     return {**_header(run), "prompts": result["prompts"], "pairs": result["pairs"],
             "skipped_ties": result["skipped_ties"], "curves": result["curves"],
-            "dev_reward": {"reference": _reference_dev_reward(run), "adapter": result["dev_reward"]}}
+            "dev_reward": _dev_rewards(run, result["dev_reward"])}
 
 
 def _several_rounds(run: _Run) -> dict:
@@ -79,12 +79,12 @@ def _several_rounds(run: _Run) -> dict:
     publish_adapter(run.out / round_folder_name(run.config.rounds), run.out)
     curves, starts = _joined_curves(rounds)
     used = {p for index in range(1, run.config.rounds + 1) for p in _prompts_of_round(run, index)}
-    reference = _reference_dev_reward(run)
+    dev_rewards = _dev_rewards(run, rounds[-1]["dev_reward"])
     plot_curves(curves, run.out, starts)
-    plot_dev_rewards(reference, rounds, run.out)
+    plot_dev_rewards(dev_rewards, rounds, run.out)
     return {**_header(run), "prompts": len(used), "pairs": sum(r["pairs"] for r in rounds),
             "skipped_ties": sum(r["skipped_ties"] for r in rounds), "curves": curves,
-            "dev_reward": {"reference": reference, "adapter": rounds[-1]["dev_reward"]},
+            "dev_reward": dev_rewards,
             "rounds": [{k: v for k, v in r.items() if k != "curves"} for r in rounds],
             "seconds": sum(r["seconds"]["total"] for r in rounds)}
 
@@ -147,8 +147,17 @@ def _header(run: _Run) -> dict:
     return {"config": asdict(config), "reference": config.reference, "reward": config.reward, "beta": config.beta}
 
 
-def _reference_dev_reward(run: _Run) -> dict:
-    return mean_reward(run.reference, run.reward, run.dev_prompts, run.config.max_new_tokens)
+def _dev_rewards(run: _Run, adapter: dict) -> dict:
+    """The dev reward of the reference, of ``--start-adapter`` when given (what the rounds improve on), and
+    of the final adapter."""
+    rewards = {"reference": _dev_reward(run, run.reference)}
+    if run.start_adapter is not None:
+        rewards["start"] = _dev_reward(run, load_language_model(str(run.start_adapter.resolve())))
+    return {**rewards, "adapter": adapter}
+
+
+def _dev_reward(run: _Run, policy) -> dict:
+    return mean_reward(policy, run.reward, run.dev_prompts, run.config.max_new_tokens)
 
 
 def _joined_curves(rounds: list[dict]) -> tuple[dict, list[int]]:
