@@ -84,8 +84,9 @@ def test_dev_reward_is_measured_on_a_dev_split_never_on_the_training_file(tmp_pa
     ({"output": "x", "pairs_per_prompt": 1}, "given pairs only.*--pairs SOURCE"),
     ({"output": "x", "pairs": "tqstar", "pairs_per_prompt": 0}, "pairs_per_prompt must be ≥ 1"),
     ({"output": "x", "pairs": " "}, "pairs is empty.*--pairs tqstar"),
-    ({"output": "x", "rounds": 2, "given_pairs_per_round": 4}, "rounds 2 and later.*--pairs SOURCE"),
-    ({"output": "x", "pairs": "tqstar", "given_pairs_per_round": 4}, "--rounds ≥ 2"),
+    ({"output": "x", "rounds": 2, "given_pairs_per_round": 4}, "sampled rounds.*--pairs SOURCE"),
+    ({"output": "x", "pairs": "tqstar", "given_pairs_per_round": 4}, "--rounds ≥ 2 or --start-adapter"),
+    ({"output": "x", "pairs": "tqstar", "start_adapter": "bl-sentiment"}, "--given-pairs-per-round N, or drop --pairs"),
     ({"output": "x", "pairs": "tqstar", "rounds": 2, "given_pairs_per_round": 0}, "given_pairs_per_round must be ≥ 1"),
 ])
 def test_bad_align_options_are_refused(options, message):
@@ -118,6 +119,7 @@ def test_a_start_adapter_must_exist_and_be_made_on_the_reference(tmp_path):
         AlignConfig(output="x", reference="other", start_adapter="bl-sentiment")
     assert AlignConfig(output="x", start_adapter="bl-sentiment").start_adapter == "bl-sentiment"
     assert AlignConfig(output="x", reference="embedded", start_adapter="bl-sentiment")  # an alias of smollm2
+    assert AlignConfig(output="x", start_adapter="bl-sentiment", pairs="tqstar", given_pairs_per_round=4).rounds == 1
 
 
 @pytest.mark.slow
@@ -318,6 +320,23 @@ def test_given_pairs_per_round_mixes_a_fresh_draw_of_them_into_later_rounds(tiny
     assert second["skipped_ties"] == second["prompts"] - len(sampled)
     assert mixed_given_pairs(config, tmp_path, 2) == mixed  # a resumed round draws the same pairs
     assert mixed_given_pairs(config, tmp_path, 3) != mixed
+
+
+@pytest.mark.slow
+def test_a_continued_adapter_mixes_given_pairs_into_its_first_sampled_round(tiny_model_dir, tmp_path, monkeypatch):
+    first, out, calls, trained = tmp_path / "first", tmp_path / "continued", [], []
+    run_align(_rounds_config(tiny_model_dir, first, monkeypatch, rounds=1), progress=False)
+    _spy(monkeypatch, calls)
+    train = align_run.train_adapter
+    monkeypatch.setattr(align_run, "train_adapter", lambda config, model_dir, pairs, folder, start_from:
+                        trained.append(pairs) or train(config, model_dir, pairs, folder, start_from))
+    source = _write_pairs(tmp_path / "written.jsonl", prompts=("q1", "q2", "q3", "q4"))
+    run_align(_rounds_config(tiny_model_dir, out, monkeypatch, rounds=1, start_adapter=str(first), pairs=source,
+                             given_pairs_per_round=3), progress=False)
+    # round 1 samples from the start adapter (never trains on the given pairs alone) and mixes 3 of them in
+    assert [c[:2] for c in calls] == [("sample", "continued"), ("train", "continued")]
+    mixed = [json.loads(line) for line in (out / "given_pairs.jsonl").read_text().splitlines()]
+    assert len(mixed) == 3 and trained[0][-3:] == mixed and all("chosen_reward" in p for p in trained[0][:-3])
 
 
 class Killed(Exception):

@@ -54,12 +54,14 @@ class AlignConfig:
                                                  "(wrapping around). Unset: every prompt in every round.")
     pairs: str | None = option(None, "Round 1 trains on these preference pairs (their train split) instead of "
                                      "sampling: 'tqstar' for the project's written set, a .jsonl file or a folder "
-                                     "of them (prompt, chosen, rejected per line). Later rounds sample as usual.")
+                                     "of them (prompt, chosen, rejected per line). Later rounds sample as usual. "
+                                     "With --start-adapter they are only mixed in (--given-pairs-per-round).")
     pairs_per_prompt: int | None = option(None, "With --pairs: keep at most this many pairs per prompt, drawn by "
                                                 "--seed. Unset: every pair.")
     given_pairs_per_round: int | None = option(None, "With --pairs and --rounds ≥ 2: rounds 2.. also train on "
                                                      "this many of the given pairs, a fresh draw each round, so "
-                                                     "what the policy never samples (refusals) stays taught. "
+                                                     "what the policy never samples (refusals) stays taught; "
+                                                     "with --start-adapter every round does, round 1 included. "
                                                      "Unset: round 1 only.")
     start_adapter: str | None = option(None, "Continue this adapter (a shipped baseline's name or a folder "
                                              "made on --reference) instead of a fresh one: round 1 samples "
@@ -89,10 +91,16 @@ class AlignConfig:
                                   "--pairs-per-prompt.")
             at_least("pairs_per_prompt", self.pairs_per_prompt, 1)
         if self.given_pairs_per_round is not None:
-            if self.pairs is None or self.rounds < 2:
-                raise ConfigError("given_pairs_per_round mixes given pairs into rounds 2 and later. Pass --pairs "
-                                  "SOURCE and --rounds ≥ 2, or drop --given-pairs-per-round.")
+            if self.pairs is None or (self.rounds < 2 and self.start_adapter is None):
+                raise ConfigError("given_pairs_per_round mixes given pairs into the sampled rounds (2 and later, "
+                                  "or all with --start-adapter). Pass --pairs SOURCE and --rounds ≥ 2 or "
+                                  "--start-adapter, or drop --given-pairs-per-round.")
             at_least("given_pairs_per_round", self.given_pairs_per_round, 1)
+        if self.start_adapter is not None and self.pairs is not None and self.given_pairs_per_round is None:
+            # the adapter continued has had its round on the given pairs; retraining on all of them would undo
+            # the rounds since, so with a start adapter they are only mixed in
+            raise ConfigError("With --start-adapter, --pairs are mixed into each sampled round. Pass "
+                              "--given-pairs-per-round N, or drop --pairs.")
         positive("beta", self.beta, "DPO's β is typically 0.1.")
         between("sft_weight", self.sft_weight, 0, 100, "the supervised term would drown DPO's")
         positive("learning_rate", self.learning_rate, "LoRA adapters train well near 5e-4.")

@@ -61,7 +61,7 @@ def given_pairs(config: AlignConfig, folder: Path) -> list[dict]:
 
 
 def mixed_given_pairs(config: AlignConfig, folder: Path, round_index: int) -> list[dict]:
-    """Round ``round_index``'s draw of ``given_pairs_per_round`` of the pairs round 1 trained on (seeded by
+    """Round ``round_index``'s draw of ``given_pairs_per_round`` of the given pairs (seeded by
     --seed and the round, so a resumed round draws the same), recorded in ``folder/given_pairs.jsonl``."""
     kept = _kept_given_pairs(config)
     rng = random.Random(config.seed + ROUND_SEED_STRIDE * round_index)

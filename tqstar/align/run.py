@@ -116,7 +116,8 @@ def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> 
 
 
 def _given_pairs_round(run: _Run, index: int) -> bool:
-    return index == 1 and run.config.pairs is not None
+    """Round 1 trains on the given pairs alone, unless it continues a start adapter (which mixes them in)."""
+    return index == 1 and run.config.pairs is not None and run.start_adapter is None
 
 
 def _round_pairs(run: _Run, index: int, folder: Path, start_from: Path | None) -> list[dict]:
