@@ -412,3 +412,18 @@ def test_checkpoints_name_their_base_model_by_an_absolute_path(tmp_path, monkeyp
     monkeypatch.chdir(tmp_path)
     base = plain_model_dir(SimpleNamespace(model=part, tokenizer=part), Path("runs/bl"))
     assert Path(base).is_absolute() and Path(base) == tmp_path / "runs/bl/base-model" and len(saved) == 2
+
+
+def test_align_prints_the_start_adapters_dev_reward_beside_the_reference_and_the_result():
+    from tqstar.cli import align_summary
+
+    def measured(mean):
+        return {"mean": mean, "stdev": 1.0, "n": 32, "interval": [mean - 0.3, mean + 0.3]}
+
+    metadata = {
+        "pairs": 381, "dev_reward": {"reference": measured(4.47), "start": measured(4.56), "adapter": measured(4.71)},
+        "rounds": [{"round": 1, "pairs": 192, "dev_reward": measured(4.45), "seconds": {"total": 2076.0}}]}
+    lines = align_summary(metadata, "runs/bl").splitlines()
+    assert lines[0] == ("381 pairs; dev reward (greedy, n=32): reference 4.4700 ± 1.0000, start adapter 4.5600 ± "
+                        "1.0000, adapter 4.7100 ± 1.0000. Saved to runs/bl")
+    assert lines[1] == "  round 1: 192 pairs, dev reward 4.4500 (95% interval 4.1500 to 4.7500), 34.6 min"

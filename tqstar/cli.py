@@ -147,16 +147,24 @@ def _generate(args) -> int:
 
 
 def _align(args) -> int:
-    metadata = run_align(*from_args(args, AlignConfig))
+    print(align_summary(run_align(*from_args(args, AlignConfig)), args.output))
+    return 0
+
+
+def align_summary(metadata: dict, output: str) -> str:
+    """What ``tqstar align`` prints: the dev rewards (reference, start adapter when continued, final adapter)
+    and a line per round."""
     dev = metadata["dev_reward"]
-    print(f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): reference "
-          f"{dev['reference']['mean']:.4f} ± {dev['reference']['stdev']:.4f}, adapter "
-          f"{dev['adapter']['mean']:.4f} ± {dev['adapter']['stdev']:.4f}. Saved to {args.output}")
+    measured = ", ".join(f"{'start adapter' if name == 'start' else name} {dev[name]['mean']:.4f} ± "
+                         f"{dev[name]['stdev']:.4f}" for name in dev)
+    lines = [f"{metadata['pairs']} pairs; dev reward (greedy, n={dev['reference']['n']}): {measured}. "
+             f"Saved to {output}"]
     for result in metadata.get("rounds", []):
         low, high = result["dev_reward"]["interval"]
-        print(f"  round {result['round']}: {result['pairs']} pairs, dev reward {result['dev_reward']['mean']:.4f} "
-              f"(95% interval {low:.4f} to {high:.4f}), {result['seconds']['total'] / 60:.1f} min")
-    return 0
+        lines.append(f"  round {result['round']}: {result['pairs']} pairs, dev reward "
+                     f"{result['dev_reward']['mean']:.4f} (95% interval {low:.4f} to {high:.4f}), "
+                     f"{result['seconds']['total'] / 60:.1f} min")
+    return "\n".join(lines)
 
 
 def _eval(args) -> int:
