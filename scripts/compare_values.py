@@ -27,12 +27,20 @@ def main() -> None:
     parser.add_argument("--pairs", nargs="+", required=True, metavar="A:B", help="method labels to compare")
     args = parser.parse_args()
     paths = paths_by_method(read_traces(args.run))
-    print("| A vs B | shared states | prompts diverged (median position) | Spearman ρ (median) | top value same | same choice | A's value std | B's value std "
-          "| A overrides prior | B overrides prior | A − B mean value |")
-    print("|---|---:|---:|---:|---:|---:|---:|---:|---:|---:|---:|")
+    print("| " + " | ".join(COLUMNS) + " |")
+    print("|---" + "|---:" * (len(COLUMNS) - 1) + "|")
     for pair in args.pairs:
-        first, second = pair.split(":")
+        first, _, second = pair.partition(":")
+        missing = [label for label in (first, second) if label not in paths]
+        if missing:
+            raise SystemExit(f"{pair!r}: no traces for {', '.join(map(repr, missing))} in {args.run}. Methods with "
+                             f"traces there: {', '.join(sorted(paths))}. Pass pairs as A:B.")
         print(table_row(pair, compare(shared_states(paths[first], paths[second]))))
+
+
+COLUMNS = ("A vs B", "shared states", "prompts diverged (median position)", "Spearman ρ (median)", "top value same",
+           "same choice", "A's value std", "B's value std", "A overrides prior", "B overrides prior",
+           "A − B mean value")
 
 
 def paths_by_method(steps: list[dict]) -> dict[str, dict[int, list[dict]]]:
@@ -43,7 +51,7 @@ def paths_by_method(steps: list[dict]) -> dict[str, dict[int, list[dict]]]:
     for by_prompt in paths.values():
         for path in by_prompt.values():
             path.sort(key=lambda step: step["position"])
-    return paths
+    return dict(paths)
 
 
 def shared_states(first: dict[int, list[dict]], second: dict[int, list[dict]]) -> list[tuple[dict, dict]]:
@@ -86,10 +94,11 @@ def overrides(steps: list[dict]) -> float:
 
 
 def table_row(pair: str, stats: dict[str, float]) -> str:
-    return (f"| {pair.replace(':', ' vs ')} | {stats['states']} | {stats['diverged']} ({stats['diverged_at']:g}) | {stats['rho']:.2f} | {stats['same_top']:.2f} "
-            f"| {stats['same_choice']:.2f} "
-            f"| {stats['std_a']:.3f} | {stats['std_b']:.3f} | {stats['override_a']:.2f} "
-            f"| {stats['override_b']:.2f} | {stats['gap']:+.3f} |")
+    cells = [pair.replace(":", " vs "), str(stats["states"]), f"{stats['diverged']} ({stats['diverged_at']:g})",
+             f"{stats['rho']:.2f}", f"{stats['same_top']:.2f}", f"{stats['same_choice']:.2f}",
+             f"{stats['std_a']:.3f}", f"{stats['std_b']:.3f}", f"{stats['override_a']:.2f}",
+             f"{stats['override_b']:.2f}", f"{stats['gap']:+.3f}"]
+    return "| " + " | ".join(cells) + " |"
 
 
 if __name__ == "__main__":
