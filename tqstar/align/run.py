@@ -102,8 +102,7 @@ def _run_round(run: _Run, index: int, folder: Path, start_from: Path | None) -> 
     curves = train_adapter(config, plain_model_dir(run.reference, run.out), pairs, folder, start_from)
     point_adapter_at(folder, config.reference)
     trained = time.monotonic()
-    dev = mean_reward(load_language_model(str(folder.resolve())), run.reward, run.dev_prompts,
-                      config.max_new_tokens)
+    dev = _dev_reward(run, _adapter(folder))
     measured = time.monotonic()
     recorded = read_jsonl(folder / "pairs.jsonl")  # every prompt of the round, near-ties included
     kept = sum(not pair["skipped"] for pair in recorded)  # the rest of ``pairs`` are mixed-in given pairs
@@ -123,7 +122,7 @@ def _given_pairs_round(run: _Run, index: int) -> bool:
 def _round_pairs(run: _Run, index: int, folder: Path, start_from: Path | None) -> list[dict]:
     if _given_pairs_round(run, index):
         return given_pairs(run.config, folder)
-    policy = run.reference if start_from is None else load_language_model(str(start_from.resolve()))
+    policy = run.reference if start_from is None else _adapter(start_from)
     sampled = build_pairs(run.config, policy, run.reward, round_prompts(run.config, run.train_prompts, index),
                           run.progress, folder, index)
     if run.config.given_pairs_per_round is None:
@@ -153,12 +152,17 @@ def _dev_rewards(run: _Run, adapter: dict) -> dict:
     of the final adapter."""
     rewards = {"reference": _dev_reward(run, run.reference)}
     if run.start_adapter is not None:
-        rewards["start"] = _dev_reward(run, load_language_model(str(run.start_adapter.resolve())))
+        rewards["start"] = _dev_reward(run, _adapter(run.start_adapter))
     return {**rewards, "adapter": adapter}
 
 
 def _dev_reward(run: _Run, policy) -> dict:
     return mean_reward(policy, run.reward, run.dev_prompts, run.config.max_new_tokens)
+
+
+def _adapter(folder: Path):
+    """The adapter saved in ``folder``, loaded by its absolute path."""
+    return load_language_model(str(folder.resolve()))
 
 
 def _joined_curves(rounds: list[dict]) -> tuple[dict, list[int]]:
