@@ -18,8 +18,9 @@ from .decoding.config import DecodeConfig, RolesConfig
 from .decoding.decoder import write_trace
 from .decoding.methods import METHOD_TABLE
 from .decoding.roles import Roles
-from .errors import TQStarError
+from .errors import ConfigError, TQStarError
 from .eval.config import EvalConfig
+from .eval.merge import merge_runs
 from .eval.report import write_report
 from .eval.run import run_eval
 from .options import add_flags, from_args, load_config_file, writable_file
@@ -72,8 +73,12 @@ def build_parser() -> argparse.ArgumentParser:
     evaluate.add_argument("--config", metavar="FILE", help="JSON or TOML file of eval options; flags override it.")
     evaluate.add_argument("--quiet", action="store_true", help="No progress bar.")
     add_flags(evaluate, EvalConfig)
-    report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run.")
-    report.add_argument("run_dir", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
+    report = commands.add_parser("report", help="Write report.md and report.html (tables, plots) for a run, or "
+                                                "for several runs paired prompt by prompt.")
+    report.add_argument("run_dirs", nargs="+", metavar="RUN_DIR", help="Directory written by 'tqstar eval'.")
+    report.add_argument("-o", "--output", metavar="DIR",
+                        help="Merge the RUN_DIRs (same prompts, reward and response length) into this directory "
+                             "and report on them together; a label two runs use gets its run's name as prefix.")
     trace = commands.add_parser("trace", help="Look at per-token traces.").add_subparsers(dest="action", required=True)
     view = trace.add_parser("view", help="Write the token inspector for a --trace file, an audit log or a saved "
                                          "answer as one self-contained HTML page.")
@@ -203,7 +208,10 @@ def _trace_view(args) -> int:
 
 
 def _report(args) -> int:
-    print(write_report(args.run_dir))
+    if args.output is None and len(args.run_dirs) > 1:
+        raise ConfigError("several RUN_DIRs are reported together in a new directory: add --output DIR.")
+    run_dir = merge_runs(args.run_dirs, args.output) if args.output else args.run_dirs[0]
+    print(write_report(run_dir))
     return 0
 
 

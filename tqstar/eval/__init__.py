@@ -15,6 +15,7 @@ _EXPORTS = {
     **dict.fromkeys(["guard_fields", "guard_summary", "reward_terms", "ended_early", "repeats"], "guard"),
     **dict.fromkeys(["judge_run", "summarise_judgements"], "judge"),
     "write_report": "report",
+    "merge_runs": "merge",
     **dict.fromkeys(["frontier_summary", "pareto_labels", "method_families"], "frontier"),
 }
 

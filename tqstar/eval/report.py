@@ -68,6 +68,12 @@ def _prompt_source(config: dict) -> str:
     return f"`{source}` split `{config.get('split', '?')}`"
 
 
+def _merged_from(config: dict) -> list[str]:
+    runs = config.get("merged_from")
+    return ["", "Merged from the runs " + ", ".join(f"`{run}`" for run in runs) + " (`tqstar report RUN_DIR ... "
+            "--output`): rows of different runs are paired by prompt index."] if runs else []
+
+
 def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
     methods = summary["methods"]
     order = sorted(methods, key=lambda m: -methods[m]["reward"]["mean"])
@@ -76,7 +82,7 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
              f"{len(records)} responses; {len(methods)} methods; prompts {_prompt_source(config)}; "
              f"reference `{config.get('reference', '?')}`; target reward "
              f"`{config.get('reward', '?')}`; {config.get('max_new_tokens', '?')} new tokens at most.",
-             "", "Means with 95% bootstrap intervals over prompts, best reward first.", "",
+             *_merged_from(config), "", "Means with 95% bootstrap intervals over prompts, best reward first.", "",
              "| method | n | " + " | ".join(title for _, title, _ in COLUMNS) + " | KL estimator |",
              "|---|---:|" + "---:|" * len(COLUMNS) + "---|"]
     for label in order:
