@@ -79,6 +79,20 @@ def test_weighted_estimators_refuse_rollouts_that_cannot_transfer(method, option
         DecodeConfig(method=method, **options)
 
 
+@pytest.mark.parametrize("options, message", [
+    ({"method": "soft"}, "which soft does not average plainly. Use it with cd and tq-direct"),
+    ({"method": "args"}, "which args does not average plainly"),
+    ({"method": "tq-direct"}, "num_rollouts=1 and rollout_temperature=0"),
+    ({"method": "cd", "rollout_temperature": 1.0}, "num_rollouts=1 and rollout_temperature=1"),
+])
+def test_the_best_of_n_rollouts_needs_a_plain_rollout_method_and_several_sampled_rollouts(options, message):
+    with pytest.raises(ConfigError, match=message):
+        DecodeConfig(rollout_value="best", **options)
+    assert DecodeConfig(method="cd", rollout_value="best", num_rollouts=4, rollout_temperature=1.0).rollouts == 4
+    with pytest.raises(ConfigError, match="Unknown rollout_value"):
+        DecodeConfig(rollout_value="median")
+
+
 FLOATS = ["alpha", "rollout_temperature", "selection_temperature", "beta"]
 INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed", "block_size"]
 

@@ -10,8 +10,8 @@ from tabular import (EOS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, d
                      responses, target_reward, text)
 from tqstar.decoding import DecodingSettings, ValueGuidedDecoder
 from tqstar.rewards import CallableReward
-from tqstar.decoding import (IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue,
-                           ValueEstimate, ValueQuery)
+from tqstar.decoding import (BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec,
+                             SoftTransferValue, ValueEstimate, ValueQuery)
 
 BETA = 0.8
 
@@ -62,6 +62,33 @@ def test_direct_transfer_with_exact_baseline_converges_to_q_star():
     many = max_error(MeanRolloutValue(rollout_spec(baseline, 20000)), exact)
     assert many < 0.03
     assert many < few / 4
+
+
+def best_of_n_value(dist, prefix, n: int) -> float:
+    """E[max of n rewards of responses drawn from ``dist`` given ``prefix``] = Σ_v v·(F(v)ⁿ − F(v⁻)ⁿ)."""
+    ys = responses(tuple(prefix))
+    mass = sum(dist[y] for y in ys)
+    by_reward: dict[float, float] = {}
+    for y in ys:
+        by_reward[target_reward(text(y))] = by_reward.get(target_reward(text(y)), 0.0) + dist[y] / mass
+    value, below = 0.0, 0.0
+    for reward in sorted(by_reward):
+        value += reward * ((below + by_reward[reward]) ** n - below ** n)
+        below += by_reward[reward]
+    return value
+
+
+def test_best_of_rollouts_is_an_unbiased_estimate_of_best_of_n_of_the_rollout_model():
+    """Averaged over independent estimates, the best of N rollouts converges to E[max of N], the value of
+    Best-of-N of the rollout model, which is above the rollout model's own value (the mean's)."""
+    n, repeats = 3, 4000
+    dist = distribution_of(REFERENCE)
+    exact = exact_table(lambda s, z: best_of_n_value(dist, (*s, z), n))
+    mean = exact_table(lambda s, z: expectation(dist, (*s, z), lambda y: target_reward(text(y))))
+    values = BestRolloutValue(rollout_spec(REFERENCE, n)).estimate(all_candidates(STATES * repeats)).values
+    averaged = values.view(repeats, len(STATES), VOCAB).mean(0)
+    assert float((averaged - exact).abs().max()) < 0.03
+    assert float((exact - mean).max()) > 0.3  # the test tells the best of N from the mean
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit-r_BL", "implicit-r_BL"])

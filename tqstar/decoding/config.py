@@ -15,7 +15,7 @@ from ..models.spec import DTYPE_NAMES
 from ..options import at_least, between, build, check_choice, check_field_types, defaults, option, temperature
 from .methods import METHOD_TABLE, METHODS, Method, method_of
 from .protocol import BLOCK_CANDIDATES, BLOCKS_SAMPLED, BLOCKS_TOP_K, SELECT_GREEDY, SELECTIONS
-from .values import require_weighted_rollouts
+from .values import ROLLOUT_BEST, ROLLOUT_MEAN, ROLLOUT_VALUES, require_weighted_rollouts
 
 MODEL_ROLES = ("reference", "baseline")
 
@@ -69,6 +69,10 @@ class DecodeConfig:
     rollout_temperature: float | None = option(None, "Temperature of the rollouts; 0 is greedy (one rollout "
                                                      "suffices). Unset: 1 for tq-indirect and soft (their weights "
                                                      "need sampled rollouts), else 0.")
+    rollout_value: str = option(ROLLOUT_MEAN, "How cd and tq-direct make Q̂ from N rollouts: their 'mean' reward "
+                                              "(the rollout model's value), or the 'best' (the value of Best-of-N "
+                                              "of the rollout model, a more aligned policy; needs N ≥ 2 sampled "
+                                              "rollouts).", choices=ROLLOUT_VALUES)
     block_size: int = option(1, "B: tokens committed per step (blockwise mode, after Mudgal et al. 2024). Each of "
                                 "k candidate blocks of B tokens (--block-candidates says how they are drawn): "
                                 "Q̂ values the whole block, π_alg picks one and commits it. 1 is the token-level "
@@ -137,6 +141,20 @@ class DecodeConfig:
                               "repeats one rollout. Set rollout_temperature > 0 (e.g. 1.0) or num_rollouts=1.")
         if self.prune:
             self._check_prune()
+        check_choice("rollout_value", self.rollout_value, ROLLOUT_VALUES)
+        if self.rollout_value == ROLLOUT_BEST:
+            self._check_best_rollout(method)
+
+    def _check_best_rollout(self, method: Method) -> None:
+        """The best of N rollouts is Best-of-N's value only for the plain rollout estimators, N ≥ 2 sampled."""
+        if not method.rolls_out or method.weighted:
+            plain = " and ".join(m.name for m in METHOD_TABLE if m.rolls_out and not m.weighted)
+            raise ConfigError(f"rollout_value='best' values a candidate by its best rollout, which {self.method} "
+                              f"does not average plainly. Use it with {plain}, or drop it.")
+        if self.rollouts < 2 or self.rollout_temp == 0:
+            raise ConfigError(f"rollout_value='best' keeps the best of N sampled rollouts, but num_rollouts="
+                              f"{self.rollouts} and rollout_temperature={self.rollout_temp:g}. Set num_rollouts ≥ 2 "
+                              "and rollout_temperature > 0 (e.g. 4 and 1.0).")
 
     def _check_prune(self) -> None:
         """--prune decides the argmax without some values: only the token decoder's greedy selection has one."""

@@ -9,7 +9,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .values import IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec, SoftTransferValue
+from .values import (ROLLOUT_BEST, BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec,
+                     SoftTransferValue)
 
 if TYPE_CHECKING:
     import torch
@@ -103,12 +104,16 @@ def _partial_reward(config, roles, proposal, generator):
     return PartialReward(proposal, roles.reward)
 
 
+def _plain_rollouts(config, spec: RolloutSpec):
+    return (BestRolloutValue if config.rollout_value == ROLLOUT_BEST else MeanRolloutValue)(spec)
+
+
 def _reference_rollouts(config, roles, proposal, generator):
-    return MeanRolloutValue(_rollout_spec(config, roles, proposal, generator, roles.reference))
+    return _plain_rollouts(config, _rollout_spec(config, roles, proposal, generator, roles.reference))
 
 
 def _baseline_rollouts(config, roles, proposal, generator):
-    return MeanRolloutValue(_rollout_spec(config, roles, proposal, generator, roles.baseline))
+    return _plain_rollouts(config, _rollout_spec(config, roles, proposal, generator, roles.baseline))
 
 
 def _indirect(config, roles, proposal, generator):

@@ -5,6 +5,7 @@ only here (docs/algorithm.md, "Decoding rule"; which method uses which: ``tqstar
 ARGS               ``PartialReward``      r(x, [y_<t, z]), no look-ahead
 CD                 ``MeanRolloutValue``   mean r over rollouts of the *reference*
 TQ* direct         ``MeanRolloutValue``   mean r over rollouts of the aligned *baseline*
+CD, TQ* direct     ``BestRolloutValue``   best r of N rollouts: the value of Best-of-N of the rollout model
 TQ* indirect       ``IndirectValue``      self-normalised importance-weighted mean, with ESS
 soft transfer      ``SoftTransferValue``  β · log mean exp((r − r_BL)/β)
 =================  ==========================================================================
@@ -21,6 +22,10 @@ from ..models.protocol import LanguageModel, require_shared_vocabulary
 from ..rewards.protocol import Reward, checked_scores, reward_bounds
 from .protocol import ValueEstimate, ValueQuery
 from .pruning import active_pairs, pairs_query, scattered
+
+#: How the N rollouts of cd and tq-direct make Q̂: their mean reward, or the best of them.
+ROLLOUT_MEAN, ROLLOUT_BEST = "mean", "best"
+ROLLOUT_VALUES = (ROLLOUT_MEAN, ROLLOUT_BEST)
 
 #: Rollout rows (candidates × rollouts) of one prefix sampled together; larger N is sampled in chunks.
 ROLLOUT_ROWS_BOUND = 1024
@@ -234,6 +239,22 @@ class MeanRolloutValue:
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         return ValueEstimate(score_rollouts(self.spec, query).rewards.mean(-1))
+
+
+class BestRolloutValue:
+    """CD and TQ* direct with ``rollout_value='best'``: ``Q̂ = max_i r(x, [y_<t, z, τ_i])``, an unbiased
+    estimate of the value at (s_t, z) of Best-of-N of the rollout model: the policy that draws N continuations
+    and keeps the best. Best-of-N of the baseline is more aligned than the baseline (KL to it at most
+    log N − (N−1)/N), so in the paper's terms it transfers from a stronger policy at no extra compute: where
+    the baseline declines a harmful request in one sample of four, the mean pays a quarter of the refusal and
+    the best pays all of it. Needs N ≥ 2 sampled rollouts (``DecodeConfig``)."""
+
+    def __init__(self, spec: RolloutSpec):
+        self.spec, self.models = spec, spec.models
+        self.value_bounds = reward_bounds(spec.reward)  # the best of some rewards is one of them
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        return ValueEstimate(score_rollouts(self.spec, query).rewards.amax(-1))
 
 
 class IndirectValue:
