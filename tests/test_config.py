@@ -5,7 +5,7 @@ import json
 import pytest
 
 from tqstar.decoding import AUTHORS_SETTINGS, DecodeConfig, split_options
-from tqstar.decoding import values
+from tqstar.decoding import rollouts
 from tqstar.decoding.config import SIZE_BOUNDS
 from tqstar.options import load_config_file
 from tqstar.errors import ConfigError
@@ -175,9 +175,9 @@ def test_many_rollouts_are_sampled_in_chunks_of_bounded_rows(monkeypatch):
             asked.append(len(branches[0]) * num_samples)
             return [[[("rollout", token)] * num_samples for token in row] for row in branches]
 
-    monkeypatch.setattr(values, "ROLLOUT_ROWS_BOUND", 6)
-    spec = values.RolloutSpec(model=Recorder(), text_model=Recorder(), reward=None, num_rollouts=10)
-    out = values._sample_in_chunks(spec, [[1], [2]], [[5, 6, 7], [8, 9, 4]], [3, 3])
+    monkeypatch.setattr(rollouts, "ROLLOUT_ROWS_BOUND", 6)
+    spec = rollouts.RolloutSpec(model=Recorder(), text_model=Recorder(), reward=None, num_rollouts=10)
+    out = rollouts._sample_in_chunks(spec, [[1], [2]], [[5, 6, 7], [8, 9, 4]], [3, 3])
     assert asked == [6, 6, 6, 6, 6] and max(asked) <= 6  # 3 candidates × 2 rollouts per call
     assert [[len(cand) for cand in row] for row in out] == [[10, 10, 10], [10, 10, 10]]
     assert out[1][2] == [("rollout", 4)] * 10

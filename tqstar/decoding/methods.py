@@ -9,8 +9,8 @@ from enum import Enum
 from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
-from .values import (ROLLOUT_BEST, BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec,
-                     SoftTransferValue)
+from .rollouts import RolloutSpec
+from .values import ROLLOUT_BEST, BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, SoftTransferValue
 
 if TYPE_CHECKING:
     import torch
