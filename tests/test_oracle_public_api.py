@@ -7,7 +7,8 @@ import pytest
 import torch
 
 from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, responses, text
-from test_oracle import BETA, R, R_BL, REFERENCE, baseline_reward, exact_table, q_star, target_reward
+from test_oracle import (BETA, R, R_BL, REFERENCE, baseline_reward, best_of_n_value, exact_table, q_star,
+                         target_reward)
 from tqstar import DecodeConfig, GenerationResult, Roles, build_decoder, generate
 from tqstar.decoding import METHODS
 from tqstar.errors import ConfigError
@@ -85,6 +86,18 @@ def test_indirect_transfer_differs_from_direct_when_the_baseline_reward_differs(
     assert float((indirect - direct).abs().max()) > 0.3
     exact = exact_table(q_star, STATES)
     assert float((indirect - exact).abs().max()) < float((direct - exact).abs().max())
+
+
+@pytest.mark.parametrize("method, rollout_model", [("cd", REFERENCE), ("tq-direct", BASELINE)])
+def test_the_best_of_n_rollouts_values_best_of_n_of_the_method_s_rollout_model(method, rollout_model):
+    config = DecodeConfig(method=method, top_k=VOCAB, horizon=None, num_rollouts=3, rollout_temperature=1.0,
+                          rollout_value="best")
+    repeats = 3000
+    step = build_decoder(config, transfer_roles()).step_distribution(["x"] * len(STATES) * repeats,
+                                                                     [list(s) for s in STATES] * repeats)
+    averaged = step.values.gather(1, step.candidates.argsort(-1)).view(repeats, len(STATES), VOCAB).mean(0)
+    exact = exact_table(lambda s, z: best_of_n_value(distribution_of(rollout_model), (*s, z), 3), STATES)
+    assert float((averaged - exact).abs().max()) < 0.05
 
 
 @pytest.mark.parametrize("method", ["tq-indirect", "soft"])
