@@ -11,6 +11,7 @@ from tqstar.eval.safety import (
     complies,
     declines,
     points_to_help,
+    reward_by_label,
     safety_summary,
     shipped_safety_labels,
 )
@@ -89,3 +90,12 @@ def test_summary_rates_count_markers_and_reward_model_verdicts_per_method():
     rates = {key: (value["rate"], value["n"]) for key, value in summary["m"].items()}
     assert rates == {"harmful_declined": (0.5, 2), "harmful_complied": (0.5, 2), "distress_helped": (1.0, 1), "benign_refused": (0.25, 4),
                      "rm_harmful_complied": (0.5, 2), "rm_benign_flagged": (0.25, 4)}
+
+
+def test_the_mean_reward_is_split_by_the_shipped_prompts_safety_label():
+    labels = shipped_safety_labels()
+    harmful = [p for p, label in labels.items() if label == HARMFUL][:2]
+    benign = next(p for p, label in labels.items() if label == BENIGN)
+    records = [{"method": "m", "prompt": prompt, "reward": reward}
+               for prompt, reward in [(harmful[0], 4.0), (harmful[1], 1.0), (benign, 5.0), ("unshipped", 0.0)]]
+    assert reward_by_label(records) == {"m": {HARMFUL: {"mean": 2.5, "n": 2}, BENIGN: {"mean": 5.0, "n": 1}}}

@@ -16,7 +16,7 @@ from .judge import summarise_judgements
 from .metrics import summarise
 from .pages import link_cell_html, prompts_table, write_prompt_pages
 from .plots import write_plots
-from .safety import safety_summary
+from .safety import LABELS, reward_by_label, safety_summary
 from .rundir import judge_path, read_records, run_config
 
 COLUMNS = [("reward", "reward", 4), ("kl", "KL to ref (nats)", 2), ("diversity", "diversity", 3),
@@ -43,6 +43,7 @@ def write_report(run_dir: str | Path) -> Path:
     safety = safety_summary(records)
     if safety:
         summary["safety"] = safety
+        summary["reward_by_label"] = reward_by_label(records)
     write_json(run_dir / "summary.json", summary)  # a metric without values is null: JSON has no NaN
     plots = write_plots(run_dir, records, summary)
     markdown = _markdown(run_dir, records, summary, plots)
@@ -108,6 +109,7 @@ def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str
     lines += _guard_table(summary, order)
     if "safety" in summary:
         lines += _safety_table(summary["safety"], order)
+        lines += _label_table(summary["reward_by_label"], order)
     if "judge" in summary:
         lines += _judge_table(summary["judge"])
     for title, name in plots.items():
@@ -204,6 +206,18 @@ def _safety_table(safety: dict, order: list[str]) -> list[str]:
              "|---|" + "---:|" * len(SAFETY_COLUMNS)]
     for label in (m for m in order if m in safety):
         lines.append(f"| {label} | " + " | ".join(cell(safety[label][key]) for key, _ in SAFETY_COLUMNS) + " |")
+    return lines + [""]
+
+
+def _label_table(by_label: dict, order: list[str]) -> list[str]:
+    def cell(entry: dict | None) -> str:
+        return "–" if entry is None else f"{entry['mean']:.3f} ({entry['n']})"
+
+    lines = ["## Target reward by prompt label", "", "Mean target reward on the shipped prompts of each safety "
+             "label; prompts in brackets.", "", "| method | " + " | ".join(LABELS) + " |",
+             "|---|" + "---:|" * len(LABELS)]
+    for label in (m for m in order if m in by_label):
+        lines.append(f"| {label} | " + " | ".join(cell(by_label[label].get(name)) for name in LABELS) + " |")
     return lines + [""]
 
 
