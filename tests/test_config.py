@@ -80,21 +80,33 @@ def test_weighted_estimators_refuse_rollouts_that_cannot_transfer(method, option
 
 
 @pytest.mark.parametrize("options, message", [
-    ({"method": "soft"}, "which soft does not average plainly. Use it with cd and tq-direct"),
-    ({"method": "args"}, "which args does not average plainly"),
+    ({"method": "soft"}, "which soft does not: it applies to cd and tq-direct"),
+    ({"method": "args"}, "which args does not"),
     ({"method": "tq-direct"}, "num_rollouts=1 and rollout_temperature=0"),
     ({"method": "cd", "rollout_temperature": 1.0}, "num_rollouts=1 and rollout_temperature=1"),
 ])
-def test_the_best_of_n_rollouts_needs_a_plain_rollout_method_and_several_sampled_rollouts(options, message):
+@pytest.mark.parametrize("option", [{"rollout_value": "best"}, {"sampled_steps": 2}])
+def test_the_options_of_sampled_rollouts_need_a_plain_rollout_method_and_several_sampled_rollouts(option, options,
+                                                                                                  message):
     with pytest.raises(ConfigError, match=message):
-        DecodeConfig(rollout_value="best", **options)
-    assert DecodeConfig(method="cd", rollout_value="best", num_rollouts=4, rollout_temperature=1.0).rollouts == 4
+        DecodeConfig(**option, **options)
+    assert DecodeConfig(method="cd", **option, num_rollouts=4, rollout_temperature=1.0).rollouts == 4
+
+
+def test_rollout_value_and_sampled_steps_refuse_what_they_cannot_do():
     with pytest.raises(ConfigError, match="Unknown rollout_value"):
         DecodeConfig(rollout_value="median")
+    with pytest.raises(ConfigError, match="sampled_steps must be ≥ 1"):
+        DecodeConfig(sampled_steps=0, num_rollouts=4, rollout_temperature=1.0)
+    with pytest.raises(ConfigError, match="with --block-size it is not implemented"):
+        DecodeConfig(sampled_steps=2, num_rollouts=4, rollout_temperature=1.0, block_size=4)
 
 
 FLOATS = ["alpha", "rollout_temperature", "selection_temperature", "beta"]
-INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed", "block_size"]
+INTS = ["top_k", "num_rollouts", "horizon", "best_of", "max_new_tokens", "batch_size", "seed", "block_size",
+        "sampled_steps"]
+#: What an option needs beside it to be valid at all.
+NEEDS = {"sampled_steps": {"num_rollouts": 4, "rollout_temperature": 1.0}}
 
 
 @pytest.mark.parametrize("name", FLOATS + INTS)
@@ -108,7 +120,7 @@ def test_every_number_refuses_nan_and_infinity(name, value):
 def test_every_integer_refuses_fractions_and_accepts_whole_floats(name):
     with pytest.raises(ConfigError, match=f"{name} must be a whole number, got 2.5"):
         DecodeConfig(**{name: 2.5})
-    whole = getattr(DecodeConfig(**{name: 1.0}), name)
+    whole = getattr(DecodeConfig(**{name: 1.0}, **NEEDS.get(name, {})), name)
     assert whole == 1 and isinstance(whole, int)
 
 

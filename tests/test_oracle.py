@@ -10,8 +10,8 @@ from tabular import (EOS, R, R_BL, VOCAB, TabularLM, aligned, baseline_reward, d
                      responses, target_reward, text)
 from tqstar.decoding import DecodingSettings, ValueGuidedDecoder
 from tqstar.rewards import CallableReward
-from tqstar.decoding import (BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, RolloutSpec,
-                             SoftTransferValue, ValueEstimate, ValueQuery)
+from tqstar.decoding import (BestRolloutValue, FirstStepsValue, IndirectValue, MeanRolloutValue, PartialReward,
+                             RolloutSpec, SoftTransferValue, ValueEstimate, ValueQuery)
 
 BETA = 0.8
 
@@ -89,6 +89,29 @@ def test_best_of_rollouts_is_an_unbiased_estimate_of_best_of_n_of_the_rollout_mo
     averaged = values.view(repeats, len(STATES), VOCAB).mean(0)
     assert float((averaged - exact).abs().max()) < 0.03
     assert float((exact - mean).max()) > 0.3  # the test tells the best of N from the mean
+
+
+def greedy_completion(model: TabularLM, prefix) -> tuple[int, ...]:
+    """The response the model's argmax continues ``prefix`` into."""
+    y = tuple(prefix)
+    while y[-1:] != (EOS,):
+        y += (int(model.table[y].argmax()),)
+    return y
+
+
+def test_sampled_steps_value_the_first_states_by_sampled_rollouts_and_the_later_ones_by_the_greedy_one():
+    """States with fewer than S response tokens get the mean of N sampled rollouts (→ the rollout model's
+    value), the others the reward of the one greedy rollout, exactly; one query holds both kinds."""
+    sampled = MeanRolloutValue(rollout_spec(REFERENCE, 20000))
+    greedy = MeanRolloutValue(RolloutSpec(REFERENCE, REFERENCE, R, horizon=None, temperature=0.0))
+    values = FirstStepsValue(sampled, greedy, steps=1).estimate(all_candidates(STATES)).values
+    mean = exact_table(lambda s, z: expectation(distribution_of(REFERENCE), (*s, z), lambda y: target_reward(text(y))),
+                       STATES[:1])
+    assert float((values[:1] - mean).abs().max()) < 0.03
+    assert values[1:] == pytest.approx(exact_table(
+        lambda s, z: target_reward(text(greedy_completion(REFERENCE, (*s, z)))), STATES[1:]), abs=1e-12)
+    assert float((values[1:] - exact_table(lambda s, z: expectation(
+        distribution_of(REFERENCE), (*s, z), lambda y: target_reward(text(y))), STATES[1:])).abs().max()) > 0.1
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit-r_BL", "implicit-r_BL"])

@@ -7,8 +7,8 @@ import pytest
 import torch
 
 from tabular import EOS, VOCAB, TabularLM, aligned, distribution_of, responses, text
-from test_oracle import (BETA, R, R_BL, REFERENCE, baseline_reward, best_of_n_value, exact_table, q_star,
-                         target_reward)
+from test_oracle import (BETA, R, R_BL, REFERENCE, baseline_reward, best_of_n_value, exact_table, greedy_completion,
+                         q_star, target_reward)
 from tqstar import DecodeConfig, GenerationResult, Roles, build_decoder, generate
 from tqstar.decoding import METHODS
 from tqstar.errors import ConfigError
@@ -73,9 +73,9 @@ def transfer_roles(**extra) -> Roles:
     return Roles(REFERENCE, BASELINE, R, **({"baseline_reward": R_BL} | extra))
 
 
-def values(method: str, roles: Roles, **options) -> torch.Tensor:
+def values(method: str, roles: Roles, states=STATES, **options) -> torch.Tensor:
     config = DecodeConfig(method=method, top_k=VOCAB, horizon=None, beta=BETA, **options)
-    step = build_decoder(config, roles).step_distribution(["x"] * len(STATES), [list(s) for s in STATES])
+    step = build_decoder(config, roles).step_distribution(["x"] * len(states), [list(s) for s in states])
     order = step.candidates.argsort(-1)  # candidates come ranked by the proposal; compare by token id
     return step.values.gather(1, order)
 
@@ -98,6 +98,15 @@ def test_the_best_of_n_rollouts_values_best_of_n_of_the_method_s_rollout_model(m
     averaged = step.values.gather(1, step.candidates.argsort(-1)).view(repeats, len(STATES), VOCAB).mean(0)
     exact = exact_table(lambda s, z: best_of_n_value(distribution_of(rollout_model), (*s, z), 3), STATES)
     assert float((averaged - exact).abs().max()) < 0.05
+
+
+@pytest.mark.parametrize("method, rollout_model", [("cd", REFERENCE), ("tq-direct", BASELINE)])
+def test_after_the_sampled_steps_a_candidate_is_valued_by_the_greedy_rollout_of_the_method_s_model(method,
+                                                                                                  rollout_model):
+    states = [(), (3,), (2, 3)]  # after "c" the two models' greedy completions differ
+    estimate = values(method, transfer_roles(), states, num_rollouts=4, rollout_temperature=1.0, sampled_steps=1)
+    greedy = exact_table(lambda s, z: target_reward(text(greedy_completion(rollout_model, (*s, z)))), states)
+    assert estimate[1:] == pytest.approx(greedy[1:], abs=1e-12)  # states with 1 and 2 response tokens
 
 
 @pytest.mark.parametrize("method", ["tq-indirect", "soft"])

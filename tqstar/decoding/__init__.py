@@ -8,7 +8,7 @@ _EXPORTS = {
     **dict.fromkeys(["Decoder", "OnToken", "GenerationResult", "StepTrace", "ValueQuery", "ValueEstimate",
                      "ValueEstimator", "SELECTIONS"], "protocol"),
     **dict.fromkeys(["Method", "KL", "Need", "METHOD_TABLE", "METHODS", "find_method", "method_of"], "methods"),
-    **dict.fromkeys(["PartialReward", "MeanRolloutValue", "BestRolloutValue", "IndirectValue",
+    **dict.fromkeys(["PartialReward", "MeanRolloutValue", "BestRolloutValue", "FirstStepsValue", "IndirectValue",
                      "SoftTransferValue", "require_weighted_rollouts"], "values"),
     "RolloutSpec": "rollouts",
     **dict.fromkeys(["DecodeConfig", "RolesConfig", "AUTHORS_SETTINGS", "AUTHORS_BETA", "MODEL_ROLES",

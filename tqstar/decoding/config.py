@@ -73,6 +73,10 @@ class DecodeConfig:
                                               "(the rollout model's value), or the 'best' (the value of Best-of-N "
                                               "of the rollout model, a more aligned policy; needs N ≥ 2 sampled "
                                               "rollouts).", choices=ROLLOUT_VALUES)
+    sampled_steps: int | None = option(None, "S: with cd or tq-direct and N ≥ 2 sampled rollouts, sample them only "
+                                             "while the response has fewer than S tokens, and value later "
+                                             "candidates by one greedy rollout (an answer's stance is set by its "
+                                             "first tokens). Unset: every step.")
     block_size: int = option(1, "B: tokens committed per step (blockwise mode, after Mudgal et al. 2024). Each of "
                                 "k candidate blocks of B tokens (--block-candidates says how they are drawn): "
                                 "Q̂ values the whole block, π_alg picks one and commits it. 1 is the token-level "
@@ -143,18 +147,25 @@ class DecodeConfig:
             self._check_prune()
         check_choice("rollout_value", self.rollout_value, ROLLOUT_VALUES)
         if self.rollout_value == ROLLOUT_BEST:
-            self._check_best_rollout(method)
+            self._check_sampled_rollouts(method, "rollout_value='best'", "keeps the best of N sampled rollouts")
+        if self.sampled_steps is not None:
+            at_least("sampled_steps", self.sampled_steps, 1)
+            self._check_sampled_rollouts(method, f"sampled_steps={self.sampled_steps}",
+                                         "samples N rollouts at the first steps and one greedy rollout after")
+            if self.block_size > 1:
+                raise ConfigError("sampled_steps counts token steps; with --block-size it is not implemented. Drop "
+                                  "one of them.")
 
-    def _check_best_rollout(self, method: Method) -> None:
-        """The best of N rollouts is Best-of-N's value only for the plain rollout estimators, N ≥ 2 sampled."""
+    def _check_sampled_rollouts(self, method: Method, option: str, what: str) -> None:
+        """The options that change how cd and tq-direct use N ≥ 2 sampled rollouts, for those methods only."""
         if not method.rolls_out or method.weighted:
             plain = " and ".join(m.name for m in METHOD_TABLE if m.rolls_out and not m.weighted)
-            raise ConfigError(f"rollout_value='best' values a candidate by its best rollout, which {self.method} "
-                              f"does not average plainly. Use it with {plain}, or drop it.")
+            raise ConfigError(f"{option} {what}, which {self.method} does not: it applies to {plain}. Use one of "
+                              "them, or drop it.")
         if self.rollouts < 2 or self.rollout_temp == 0:
-            raise ConfigError(f"rollout_value='best' keeps the best of N sampled rollouts, but num_rollouts="
-                              f"{self.rollouts} and rollout_temperature={self.rollout_temp:g}. Set num_rollouts ≥ 2 "
-                              "and rollout_temperature > 0 (e.g. 4 and 1.0).")
+            raise ConfigError(f"{option} {what}, but num_rollouts={self.rollouts} and rollout_temperature="
+                              f"{self.rollout_temp:g}. Set num_rollouts ≥ 2 and rollout_temperature > 0 (e.g. 4 "
+                              "and 1.0).")
 
     def _check_prune(self) -> None:
         """--prune decides the argmax without some values: only the token decoder's greedy selection has one."""

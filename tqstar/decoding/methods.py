@@ -10,7 +10,8 @@ from typing import TYPE_CHECKING, Callable
 
 from ..errors import ConfigError
 from .rollouts import RolloutSpec
-from .values import ROLLOUT_BEST, BestRolloutValue, IndirectValue, MeanRolloutValue, PartialReward, SoftTransferValue
+from .values import (ROLLOUT_BEST, BestRolloutValue, FirstStepsValue, IndirectValue, MeanRolloutValue, PartialReward,
+                     SoftTransferValue)
 
 if TYPE_CHECKING:
     import torch
@@ -105,7 +106,11 @@ def _partial_reward(config, roles, proposal, generator):
 
 
 def _plain_rollouts(config, spec: RolloutSpec):
-    return (BestRolloutValue if config.rollout_value == ROLLOUT_BEST else MeanRolloutValue)(spec)
+    estimator = (BestRolloutValue if config.rollout_value == ROLLOUT_BEST else MeanRolloutValue)(spec)
+    if config.sampled_steps is None:
+        return estimator
+    return FirstStepsValue(estimator, MeanRolloutValue(replace(spec, num_rollouts=1, temperature=0.0)),
+                           config.sampled_steps)
 
 
 def _reference_rollouts(config, roles, proposal, generator):

@@ -84,6 +84,13 @@ class ValueQuery:
     budgets: Sequence[int] | None = None  # tokens state b may still emit after z; None: no response budget
     active: torch.Tensor | None = None  # (B, k) bool: the candidates to value; None: all (the rest get NaN)
 
+    def rows(self, indices: Sequence[int]) -> "ValueQuery":
+        """The question for the states ``indices`` alone, in that order."""
+        pick = list(indices)
+        return ValueQuery([self.prompts[b] for b in pick], [self.responses[b] for b in pick], self.candidates[pick],
+                          None if self.budgets is None else [self.budgets[b] for b in pick],
+                          None if self.active is None else self.active[pick])
+
 
 @dataclass
 class ValueEstimate:

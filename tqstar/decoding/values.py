@@ -6,6 +6,7 @@ ARGS               ``PartialReward``      r(x, [y_<t, z]), no look-ahead
 CD                 ``MeanRolloutValue``   mean r over rollouts of the *reference*
 TQ* direct         ``MeanRolloutValue``   mean r over rollouts of the aligned *baseline*
 CD, TQ* direct     ``BestRolloutValue``   best r of N rollouts: the value of Best-of-N of the rollout model
+CD, TQ* direct     ``FirstStepsValue``    N sampled rollouts for the first S tokens, one greedy rollout after
 TQ* indirect       ``IndirectValue``      self-normalised importance-weighted mean, with ESS
 soft transfer      ``SoftTransferValue``  β · log mean exp((r − r_BL)/β)
 =================  ==========================================================================
@@ -91,6 +92,28 @@ class BestRolloutValue:
 
     def estimate(self, query: ValueQuery) -> ValueEstimate:
         return ValueEstimate(score_rollouts(self.spec, query).rewards.amax(-1))
+
+
+class FirstStepsValue:
+    """``sampled_steps=S``: Q̂ from ``early`` (N sampled rollouts) at the states whose response has fewer than S
+    tokens, from ``late`` (one greedy rollout) after. An answer's stance is set by its first tokens, where one
+    greedy rollout decides by chance whether a candidate leads to a refusal; later, the noise of sampled
+    values costs more than it finds, since the greedy decoder follows the best-valued path."""
+
+    def __init__(self, early, late, steps: int):
+        self.early, self.late, self.steps = early, late, steps
+        self.models = tuple(dict.fromkeys((*early.models, *late.models)))
+        self.value_bounds = early.value_bounds if early.value_bounds == late.value_bounds else None
+
+    def estimate(self, query: ValueQuery) -> ValueEstimate:
+        early = [b for b, response in enumerate(query.responses) if len(response) < self.steps]
+        late = [b for b, response in enumerate(query.responses) if len(response) >= self.steps]
+        if not late or not early:
+            return (self.early if early else self.late).estimate(query)
+        values = torch.empty(tuple(query.candidates.shape), dtype=torch.float64)
+        values[early] = self.early.estimate(query.rows(early)).values.to(torch.float64)
+        values[late] = self.late.estimate(query.rows(late)).values.to(torch.float64)
+        return ValueEstimate(values)
 
 
 class IndirectValue:
