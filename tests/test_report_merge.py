@@ -43,7 +43,8 @@ def test_methods_of_two_runs_are_paired_prompt_by_prompt_and_a_shared_label_gets
     duel = json.loads((merged / "summary.json").read_text())["duels"]["tq-direct"]["tq-n4"]
     assert (duel["win"], duel["tie"], duel["lose"]) == (1, 0, 1)  # prompts 0 and 1, the two both answered
     assert duel["difference"]["mean"] == pytest.approx(((2.0 - 1.5) + (2.0 - 3.0)) / 2)
-    assert "`" + str(first) + "`" in (merged / "report.md").read_text()
+    report = (merged / "report.md").read_text()
+    assert "`" + str(first) + "`" in report and "compare compute by forward tokens" in report
 
 
 def test_a_sweep_point_follows_its_method_when_the_label_is_renamed(tmp_path):

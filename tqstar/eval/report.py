@@ -72,7 +72,8 @@ def _prompt_source(config: dict) -> str:
 def _merged_from(config: dict) -> list[str]:
     runs = config.get("merged_from")
     return ["", "Merged from the runs " + ", ".join(f"`{run}`" for run in runs) + " (`tqstar report RUN_DIR ... "
-            "--output`): rows of different runs are paired by prompt index."] if runs else []
+            "--output`): rows of different runs are paired by prompt index. Seconds per response come from each "
+            "run's own machine and load; across runs, compare compute by forward tokens."] if runs else []
 
 
 def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
