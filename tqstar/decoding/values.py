@@ -82,9 +82,8 @@ class BestRolloutValue:
     """CD and TQ* direct with ``rollout_value='best'``: ``Q̂ = max_i r(x, [y_<t, z, τ_i])``, an unbiased
     estimate of the value at (s_t, z) of Best-of-N of the rollout model: the policy that draws N continuations
     and keeps the best. Best-of-N of the baseline is more aligned than the baseline (KL to it at most
-    log N − (N−1)/N), so in the paper's terms it transfers from a stronger policy at no extra compute: where
-    the baseline declines a harmful request in one sample of four, the mean pays a quarter of the refusal and
-    the best pays all of it. Needs N ≥ 2 sampled rollouts (``DecodeConfig``)."""
+    log N − (N−1)/N), so in the paper's terms it transfers from a stronger policy at the compute of the mean
+    of N. Needs N ≥ 2 sampled rollouts (``DecodeConfig``). Measured against the mean: docs/results.md."""
 
     def __init__(self, spec: RolloutSpec):
         self.spec, self.models = spec, spec.models
@@ -97,8 +96,8 @@ class BestRolloutValue:
 class FirstStepsValue:
     """``sampled_steps=S``: Q̂ from ``early`` (N sampled rollouts) at the states whose response has fewer than S
     tokens, from ``late`` (one greedy rollout) after. An answer's stance is set by its first tokens, where one
-    greedy rollout decides by chance whether a candidate leads to a refusal; later, the noise of sampled
-    values costs more than it finds, since the greedy decoder follows the best-valued path."""
+    greedy rollout decides by chance whether a candidate leads to a refusal; later, sampled values add noise
+    to choices between answers that differ by tenths. Measured: docs/results.md."""
 
     def __init__(self, early, late, steps: int):
         self.early, self.late, self.steps = early, late, steps
