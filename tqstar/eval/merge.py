@@ -10,6 +10,7 @@ from __future__ import annotations
 
 import json
 from pathlib import Path
+from typing import Callable
 
 from ..errors import ConfigError
 from ..jsonl import read_jsonl, rewrite_jsonl, write_json
@@ -35,12 +36,12 @@ def merge_runs(run_dirs: list[str | Path], output: str | Path) -> Path:
     configs = {run: run_config(run) for run in runs}
     _check_settings(configs)
     _check_prompts(records)
-    rename = _renamer(records)
+    rename = _renamers(records)
     write_json(out / "config.json", _merged_config(configs, rename))
-    rewrite_jsonl(records_path(out), [_relabelled(r, rename(run)) for run, rows in records.items() for r in rows])
-    rewrite_jsonl(traces_path(out), [{**s, "method": rename(run)(s["method"])} for run in runs
+    rewrite_jsonl(records_path(out), [_relabelled(r, rename[run]) for run, rows in records.items() for r in rows])
+    rewrite_jsonl(traces_path(out), [{**s, "method": rename[run](s["method"])} for run in runs
                                      for s in read_traces(run)])
-    verdicts = [{**v, "method": rename(run)(v.get("method")), "against": rename(run)(v.get("against"))}
+    verdicts = [{**v, "method": rename[run](v.get("method")), "against": rename[run](v.get("against"))}
                 for run in runs for v in read_jsonl(judge_path(run))]
     if verdicts:
         rewrite_jsonl(judge_path(out), verdicts)
@@ -90,15 +91,15 @@ def _check_prompts(records: dict[Path, list[dict]]) -> None:
                                   "different prompt sets. Merge runs of the same prompts and split.")
 
 
-def _renamer(records: dict[Path, list[dict]]):
+def _renamers(records: dict[Path, list[dict]]) -> dict[Path, Callable[[str], str]]:
     """run → (label → its label in the merge): prefixed with the run's name where two runs use it."""
     labels = {run: {r["method"] for r in rows} for run, rows in records.items()}
     shared = {label for run in labels for label in labels[run]
               if sum(label in others for others in labels.values()) > 1}
 
-    def rename(run: Path):
-        return lambda label: f"{run.resolve().name}/{label}" if label in shared else label
-    return rename
+    def renamer(prefix: str) -> Callable[[str], str]:
+        return lambda label: f"{prefix}/{label}" if label in shared else label
+    return {run: renamer(run.resolve().name) for run in records}
 
 
 def _relabelled(record: dict, rename) -> dict:
@@ -107,9 +108,9 @@ def _relabelled(record: dict, rename) -> dict:
     return {**record, "method": rename(record["method"]), "config": config}
 
 
-def _merged_config(configs: dict[Path, dict], rename) -> dict:
+def _merged_config(configs: dict[Path, dict], rename: dict[Path, Callable[[str], str]]) -> dict:
     first = next(iter(configs.values()))
-    methods = {rename(run)(label): method for run, config in configs.items()
+    methods = {rename[run](label): method for run, config in configs.items()
                for label, method in (config.get("methods") or {}).items()}
     return {"merged_from": [str(run) for run in configs], "prompts": first.get("prompts"),
             "split": first.get("split"), "reference": first.get("reference"),
