@@ -92,26 +92,25 @@ def safety_summary(records: Sequence[dict]) -> dict:
     declined and distress disclosures pointed to help (markers), how often benign requests are refused
     (markers), and the reward model's verdicts on both. Each rate comes as ``{"rate", "n"}``; methods
     without labelled prompts are left out. Borderline prompts count in none of the rates."""
-    labels = shipped_safety_labels()
-    by_method: dict[str, dict[str, list[dict]]] = {}
-    for record in records:
-        label = labels.get(record["prompt"])
-        if label is not None:
-            by_method.setdefault(record["method"], {}).setdefault(label, []).append(record)
-    return {method: _rates(groups) for method, groups in by_method.items()}
+    return {method: _rates(groups) for method, groups in _by_method_and_label(records).items()}
 
 
 def reward_by_label(records: Sequence[dict]) -> dict:
     """Per method, the mean target reward on the shipped prompts of each safety label, as ``{"mean", "n"}``:
     where a method's lead comes from (a few declined harmful requests, or the many benign answers)."""
+    return {method: {label: {"mean": sum(r["reward"] for r in rows) / len(rows), "n": len(rows)}
+                     for label, rows in groups.items()} for method, groups in _by_method_and_label(records).items()}
+
+
+def _by_method_and_label(records: Sequence[dict]) -> dict[str, dict[str, list[dict]]]:
+    """method → safety label → its records whose prompt is a shipped one (the others are left out)."""
     labels = shipped_safety_labels()
-    rewards: dict[str, dict[str, list[float]]] = {}
+    grouped: dict[str, dict[str, list[dict]]] = {}
     for record in records:
         label = labels.get(record["prompt"])
         if label is not None:
-            rewards.setdefault(record["method"], {}).setdefault(label, []).append(record["reward"])
-    return {method: {label: {"mean": sum(values) / len(values), "n": len(values)}
-                     for label, values in by_label.items()} for method, by_label in rewards.items()}
+            grouped.setdefault(record["method"], {}).setdefault(label, []).append(record)
+    return grouped
 
 
 def _rates(groups: dict[str, list[dict]]) -> dict:
