@@ -17,15 +17,16 @@ PROMPTS = ["Say hello.", "Name a colour.", "Count to three."]
 
 
 def make_run(folder: Path, rewards: dict[str, list[float]], reward: str = "helpful_harmless",
-             prompts: list[str] = PROMPTS, sweep: dict | None = None) -> Path:
-    """A run directory whose method ``label`` scored ``rewards[label][i]`` on prompt i."""
+             prompts: list[str] = PROMPTS, sweep: dict | None = None, seconds: float | None = None) -> Path:
+    """A run directory whose method ``label`` scored ``rewards[label][i]`` on prompt i, each response timed
+    ``seconds`` when given."""
     folder.mkdir(parents=True)
     write_json(folder / "config.json", {"prompts": "tqstar", "split": "dev", "reference": "smollm2",
                                         "reward": reward, "max_new_tokens": 32,
                                         "methods": {label: {"decode": {"method": label}} for label in rewards}})
     append_jsonl(folder / "records.jsonl", [
         {"method": label, "prompt_index": i, "prompt": prompts[i], "response": f"{label} {i}", "reward": value,
-         "config": {"decode": {"method": label}, "roles": {}, "sweep": sweep}}
+         "seconds": seconds, "config": {"decode": {"method": label}, "roles": {}, "sweep": sweep}}
         for label, values in rewards.items() for i, value in enumerate(values)])
     append_jsonl(folder / "traces.jsonl", [{"method": label, "prompt_index": 0, "position": 0}
                                            for label in rewards])
@@ -45,6 +46,19 @@ def test_methods_of_two_runs_are_paired_prompt_by_prompt_and_a_shared_label_gets
     assert duel["difference"]["mean"] == pytest.approx(((2.0 - 1.5) + (2.0 - 3.0)) / 2)
     report = (merged / "report.md").read_text()
     assert "`" + str(first) + "`" in report and "compare compute by forward tokens" in report
+
+
+def test_a_merged_report_draws_no_frontier_from_seconds_of_different_runs(tmp_path):
+    timed = {"greedy": [1.0, 2.0, 3.0], "tq-direct": [2.0, 2.0, 4.0]}
+    one_run = make_run(tmp_path / "one", timed, seconds=1.0)
+    write_report(one_run)
+    assert "frontier" in json.loads((one_run / "summary.json").read_text())
+    merged = merge_runs([one_run, make_run(tmp_path / "other", {"cd": [1.0, 2.0, 3.0]}, seconds=9.0)],
+                        tmp_path / "both")
+    write_report(merged)
+    assert "frontier" not in json.loads((merged / "summary.json").read_text())
+    assert "## Reward–time frontier" not in (merged / "report.md").read_text()
+    assert not (merged / "reward_vs_seconds.png").exists()
 
 
 def test_a_sweep_point_follows_its_method_when_the_label_is_renamed(tmp_path):

@@ -37,7 +37,8 @@ def write_report(run_dir: str | Path) -> Path:
     judge = _judge_summary(run_dir)
     if judge:
         summary["judge"] = judge
-    frontier = frontier_summary(records, summary)
+    # A merged run's seconds come from runs made under different load: no frontier is drawn from them.
+    frontier = None if run_config(run_dir).get("merged_from") else frontier_summary(records, summary)
     if frontier:
         summary["frontier"] = frontier
     safety = safety_summary(records)
@@ -73,7 +74,8 @@ def _merged_from(config: dict) -> list[str]:
     runs = config.get("merged_from")
     return ["", "Merged from the runs " + ", ".join(f"`{run}`" for run in runs) + " (`tqstar report RUN_DIR ... "
             "--output`): rows of different runs are paired by prompt index. Seconds per response come from each "
-            "run's own machine and load; across runs, compare compute by forward tokens."] if runs else []
+            "run's own machine and load, so the reward–time frontier is left out; across runs, compare compute "
+            "by forward tokens."] if runs else []
 
 
 def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
