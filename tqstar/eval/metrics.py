@@ -4,16 +4,20 @@ log-probability) and per method (means with 95% bootstrap intervals, win/tie/los
 from __future__ import annotations
 
 import math
-import random
 from dataclasses import dataclass
 from typing import Sequence
 
+import numpy as np
 import torch
 
 from ..decoding.methods import KL, method_of
 from ..decoding.protocol import BLOCKS_SAMPLED, GenerationResult
 
-BOOTSTRAP_SAMPLES = 1000
+#: Resamples per interval. With 1,000 and the nearest resample as the percentile, a lower bound over 10
+#: prompts with a few large differences moved by 0.3 between seeds; 10,000 interpolated ones hold it still.
+BOOTSTRAP_SAMPLES = 10_000
+#: Resampled values drawn at once, so that memory stays bounded however many prompts a run has.
+BOOTSTRAP_CHUNK = 4_000_000
 TIE_TOLERANCE = 1e-6  # rewards closer than this are a tie (identical responses score identically)
 
 
@@ -223,13 +227,16 @@ class Interval:
 
 def bootstrap_mean(values: Sequence[float], seed: int = 0, samples: int = BOOTSTRAP_SAMPLES) -> Interval:
     """Mean with a 95% percentile-bootstrap interval (resampling responses); all None when no value is given."""
-    values = [v for v in values if v is not None]
-    if not values:
-        return Interval(None, None, None, 0)
-    rng = random.Random(seed)
+    values = np.array([v for v in values if v is not None], dtype=float)
     n = len(values)
-    means = sorted(sum(rng.choices(values, k=n)) / n for _ in range(samples))
-    return Interval(sum(values) / n, means[int(0.025 * samples)], means[int(0.975 * samples) - 1], n)
+    if not n:
+        return Interval(None, None, None, 0)
+    rng = np.random.default_rng(seed)
+    rows = max(1, BOOTSTRAP_CHUNK // n)
+    means = np.concatenate([values[rng.integers(0, n, size=(min(rows, samples - start), n))].mean(axis=1)
+                            for start in range(0, samples, rows)])
+    low, high = np.percentile(means, [2.5, 97.5])
+    return Interval(float(values.mean()), float(low), float(high), n)
 
 
 @dataclass
