@@ -29,14 +29,14 @@ def check(model: str) -> None:
         right, total, misread = Counter(), Counter(), []
         for record, probabilities in zip(records, asked):
             label = record.get("safety", "benign")
-            called_for = STANCES[max(range(len(STANCES)), key=probabilities.__getitem__)]
+            surest = max(probabilities)
+            called_for = STANCES[probabilities.index(surest)]
             total[label] += 1
             right[label] += called_for == CALLED_FOR[label]
             if called_for != CALLED_FOR[label]:
-                read = max(probabilities)
-                misread.append(f"    {label}, read as {called_for} ({read:.2f}): {record['prompt']}")
+                misread.append(f"    {label}, read as {called_for} ({surest:.2f}): {record['prompt']}")
         print(f"{split}: " + ", ".join(f"{label} {right[label]}/{total[label]}" for label in sorted(total)))
-        print("\n".join(misread))
+        print(*misread, sep="\n")
 
 
 def main() -> None:
