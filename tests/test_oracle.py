@@ -106,12 +106,11 @@ def test_sampled_steps_value_the_first_states_by_sampled_rollouts_and_the_later_
     greedy = MeanRolloutValue(RolloutSpec(REFERENCE, REFERENCE, R, horizon=None, temperature=0.0))
     values = FirstStepsValue(sampled, greedy, steps=1).estimate(all_candidates(STATES)).values
     mean = exact_table(lambda s, z: expectation(distribution_of(REFERENCE), (*s, z), lambda y: target_reward(text(y))),
-                       STATES[:1])
-    assert float((values[:1] - mean).abs().max()) < 0.03
+                       STATES)
+    assert float((values[:1] - mean[:1]).abs().max()) < 0.03
     assert values[1:] == pytest.approx(exact_table(
         lambda s, z: target_reward(text(greedy_completion(REFERENCE, (*s, z)))), STATES[1:]), abs=1e-12)
-    assert float((values[1:] - exact_table(lambda s, z: expectation(
-        distribution_of(REFERENCE), (*s, z), lambda y: target_reward(text(y))), STATES[1:])).abs().max()) > 0.1
+    assert float((values[1:] - mean[1:]).abs().max()) > 0.1  # the greedy value is not the mean's
 
 
 @pytest.mark.parametrize("implicit", [False, True], ids=["explicit-r_BL", "implicit-r_BL"])

@@ -32,13 +32,14 @@ def write_report(run_dir: str | Path) -> Path:
     if not records:
         raise ConfigError(f"{run_dir} holds no eval records (records.jsonl). Run 'tqstar eval --output "
                           f"{run_dir} ...' first.")
+    config = run_config(run_dir)
     summary = summarise(records)
     summary["guard"] = guard_summary(records)
     judge = _judge_summary(run_dir)
     if judge:
         summary["judge"] = judge
     # A merged run's seconds come from runs made under different load: no frontier is drawn from them.
-    frontier = None if run_config(run_dir).get("merged_from") else frontier_summary(records, summary)
+    frontier = None if config.get("merged_from") else frontier_summary(records, summary)
     if frontier:
         summary["frontier"] = frontier
     safety = safety_summary(records)
@@ -47,7 +48,7 @@ def write_report(run_dir: str | Path) -> Path:
         summary["reward_by_label"] = reward_by_label(records)
     write_json(run_dir / "summary.json", summary)  # a metric without values is null: JSON has no NaN
     plots = write_plots(run_dir, records, summary)
-    markdown = _markdown(run_dir, records, summary, plots)
+    markdown = _markdown(run_dir, config, records, summary, plots)
     markdown += "\n".join(prompts_table(records, write_prompt_pages(run_dir, records))) + "\n"
     (run_dir / "report.md").write_text(markdown)
     (run_dir / "report.html").write_text(_html(markdown, run_dir))
@@ -78,10 +79,9 @@ def _merged_from(config: dict) -> list[str]:
             "by forward tokens."] if runs else []
 
 
-def _markdown(run_dir: Path, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
+def _markdown(run_dir: Path, config: dict, records: list[dict], summary: dict, plots: dict[str, str]) -> str:
     methods = summary["methods"]
     order = sorted(methods, key=lambda m: -methods[m]["reward"]["mean"])
-    config = run_config(run_dir)
     lines = [f"# Evaluation: {run_dir.name}", "",
              f"{len(records)} responses; {len(methods)} methods; prompts {_prompt_source(config)}; "
              f"reference `{config.get('reference', '?')}`; target reward "
